@@ -1,0 +1,72 @@
+"""create_app(settings): the routes and the lifespan. The only wiring module."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+
+from server.domain.errors import DomainError
+from server.endpoints import http, pages, websocket
+from server.hub.backends import backend_for
+from server.hub.hub import Hub
+from server.metrics import Metrics
+from server.services import demo
+from server.services.context import Services
+from server.services.limits import RateLimiter
+from server.services.votes import VoteCoalescer
+from server.settings import Settings
+from server.store.database import create_engine, migrate
+from server.store.writer import Writer
+
+log = logging.getLogger("ting")
+
+
+def create_app(settings: Settings, *, seed_demo: bool = False) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        await migrate(engine)
+        metrics = Metrics()
+        hub = Hub(backend_for("memory://"), presence_interval=settings.presence_interval)
+
+        def publish(events: list) -> None:  # type: ignore[type-arg]
+            for event in events:
+                metrics.events.labels(event.kind.value).inc()
+            hub.publish(events)
+
+        writer = Writer(engine, publish, batch_size=settings.writer_batch)
+        services = Services(
+            settings=settings,
+            engine=engine,
+            writer=writer,
+            hub=hub,
+            metrics=metrics,
+            post_limiter=RateLimiter(settings.post_burst, settings.post_rate),
+            vote_limiter=RateLimiter(settings.vote_burst, settings.vote_rate),
+            votes=VoteCoalescer(writer, settings.vote_interval),
+        )
+        app.state.services = services
+        await hub.start()
+        await writer.start()
+        await services.votes.start()
+        try:
+            if seed_demo:
+                app.state.demo = await demo.seed(services)
+            yield
+        finally:
+            hub.close_all(1001, "server going away")
+            await services.votes.stop()
+            await writer.stop()
+            await hub.stop()
+            await engine.dispose()
+
+    app = Starlette(
+        routes=[*http.routes, *websocket.routes, *pages.routes()],
+        lifespan=lifespan,
+        exception_handlers={DomainError: http.domain_error_handler},
+    )
+    app.add_middleware(pages.SecurityHeaders)
+    return app

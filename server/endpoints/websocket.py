@@ -1,0 +1,153 @@
+"""The live socket `/ws/meetings/{id}`: hello, then one reader and one writer.
+
+The reader parses commands and hands them to the shared dispatcher; the
+writer drains the connection's bounded queue. When either ends, the other is
+cancelled and the socket is closed with the code the session ended on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from urllib.parse import urlsplit
+
+import orjson
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+
+from server.domain.errors import DomainError, ErrorCode
+from server.protocol import (
+    CLOSE_FORBIDDEN,
+    CLOSE_HELLO_TIMEOUT,
+    CLOSE_MALFORMED_HELLO,
+    Ping,
+    error_frame,
+    parse_command,
+    parse_hello,
+    parse_json,
+    parse_ref,
+    pong_frame,
+)
+from server.services import commands
+from server.services.context import Services
+from server.services.sessions import Session, SessionRefused, open_session
+
+log = logging.getLogger("ting.ws")
+
+# Time allowed for the closing handshake with a peer that stopped reading.
+CLOSE_TIMEOUT = 5.0
+
+
+def origin_allowed(services: Services, websocket: WebSocket) -> bool:
+    """Browsers always send Origin; other clients need not. Allow our own."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True
+    origin = origin.rstrip("/")
+    own = urlsplit(services.settings.public_url)
+    allowed = {f"{own.scheme}://{own.netloc}", *services.settings.allowed_origins}
+    host = websocket.headers.get("host")
+    if host:
+        scheme = "https" if websocket.url.scheme == "wss" else "http"
+        allowed.add(f"{scheme}://{host}")
+    return origin in allowed
+
+
+async def _receive_text(websocket: WebSocket) -> str | bytes | None:
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        return None
+    text = message.get("text")
+    return text if text is not None else message.get("bytes") or b""
+
+
+async def meeting_socket(websocket: WebSocket) -> None:
+    services: Services = websocket.app.state.services
+    if not origin_allowed(services, websocket):
+        # Refused in the handshake (HTTP 403): a page of another site must
+        # not ride on a visitor's session (the CORS middleware covers HTTP only).
+        await websocket.close(CLOSE_FORBIDDEN)
+        return
+    await websocket.accept()
+    try:
+        raw = await asyncio.wait_for(_receive_text(websocket), services.settings.hello_timeout)
+    except TimeoutError:
+        await _close(websocket, services, CLOSE_HELLO_TIMEOUT, "no hello in time")
+        return
+    if raw is None:
+        return
+    try:
+        hello = parse_hello(parse_json(raw))
+    except DomainError as exc:
+        await _close(websocket, services, CLOSE_MALFORMED_HELLO, exc.message[:120])
+        return
+    try:
+        session = await open_session(services, websocket.path_params["meeting_id"], hello)
+    except SessionRefused as exc:
+        await _close(websocket, services, exc.code, exc.reason[:120])
+        return
+    services.metrics.connections.inc()
+    try:
+        await _serve(websocket, services, session)
+    finally:
+        services.metrics.connections.dec()
+        services.hub.unsubscribe(session.subscriber)
+
+
+async def _serve(websocket: WebSocket, services: Services, session: Session) -> None:
+    sub = session.subscriber
+    reader = asyncio.create_task(_read(websocket, services, session))
+    writer = asyncio.create_task(_write(websocket, session))
+    try:
+        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (reader, writer):
+            task.cancel()
+        for task in (reader, writer):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    if sub.close_code is not None:
+        await _close(websocket, services, sub.close_code, sub.close_reason)
+
+
+async def _read(websocket: WebSocket, services: Services, session: Session) -> None:
+    sub = session.subscriber
+    actor = session.actor
+    while True:
+        raw = await _receive_text(websocket)
+        if raw is None:
+            return
+        ref = None
+        try:
+            obj = parse_json(raw)
+            ref = parse_ref(obj)
+            cmd = parse_command(obj)
+            if isinstance(cmd, Ping):
+                sub.push(orjson.dumps(pong_frame(cmd.ref)))
+                continue
+            if actor is None:
+                raise DomainError(ErrorCode.FORBIDDEN, "a viewer without a token only reads")
+            result = await commands.dispatch(services, actor, cmd, "ws")
+        except DomainError as exc:
+            sub.push(orjson.dumps(error_frame(ref, exc)))
+            continue
+        sub.push(orjson.dumps({"type": "ack", "ref": cmd.ref, "result": result}))
+
+
+async def _write(websocket: WebSocket, session: Session) -> None:
+    sub = session.subscriber
+    while True:
+        frame = await sub.next_frame()
+        if frame is None:
+            return
+        await websocket.send({"type": "websocket.send", "text": frame.decode()})
+
+
+async def _close(websocket: WebSocket, services: Services, code: int, reason: str) -> None:
+    services.metrics.closes.labels(str(code)).inc()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(websocket.close(code, reason), CLOSE_TIMEOUT)
+
+
+routes = [WebSocketRoute("/ws/meetings/{meeting_id}", meeting_socket)]

@@ -1,0 +1,377 @@
+"""The command dispatcher both transports share (WebSocket frame and HTTP POST).
+
+Each command is one job for the writer: it loads what it needs inside the
+transaction, checks it with the domain rules, writes, and emits the events
+it causes. The ack is returned only after the commit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from server.domain import rules
+from server.domain.errors import DomainError, ErrorCode, not_found
+from server.domain.models import (
+    Actor,
+    Answered,
+    EventKind,
+    Kind,
+    Meeting,
+    Message,
+    Phase,
+    Role,
+    Source,
+    Status,
+)
+from server.domain.views import project_message
+from server.protocol import (
+    Command,
+    Floor,
+    MarkAnswered,
+    Merge,
+    Moderate,
+    Ping,
+    Post,
+    SetPhase,
+    Spotlight,
+    Vote,
+    Withdraw,
+)
+from server.services.context import Services, check_can_see_meeting, viewer_of
+from server.services.votes import publish_counts
+from server.store import repository
+from server.store.writer import Tx
+
+Result = dict[str, Any]
+
+
+async def dispatch(services: Services, actor: Actor, command: Command, transport: str) -> Result:
+    """Run one command for an actor; returns the ack's result or raises DomainError."""
+    name = command.type_name
+    started = time.perf_counter()
+    try:
+        if isinstance(command, Ping):
+            result: Result = {}
+        else:
+            _check_rate(services, actor, command)
+            handler = _HANDLERS[type(command)]
+            result = await services.writer.run(_job(services, handler, actor, command))
+    except DomainError as exc:
+        services.metrics.commands.labels(name, transport, "error").inc()
+        services.metrics.errors.labels(exc.code.value).inc()
+        raise
+    services.metrics.commands.labels(name, transport, "ok").inc()
+    services.metrics.command_seconds.labels(name).observe(time.perf_counter() - started)
+    return result
+
+
+def _check_rate(services: Services, actor: Actor, command: Command) -> None:
+    # Staff and speakers are not limited: they are few and accountable.
+    if actor.role is not Role.CITIZEN or actor.participant_id is None:
+        return
+    if isinstance(command, Vote):
+        limiter = services.vote_limiter
+    elif isinstance(command, Post | Withdraw):
+        limiter = services.post_limiter
+    else:
+        return
+    if not limiter.allow(actor.participant_id):
+        raise DomainError(ErrorCode.RATE_LIMITED, "too many in a short time; wait a moment")
+
+
+Handler = Callable[[Services, Tx, Actor, Meeting, Any], Awaitable[Result]]
+
+
+def _job(
+    services: Services, handler: Handler, actor: Actor, command: Command
+) -> Callable[[Tx], Awaitable[Result]]:
+    async def job(tx: Tx) -> Result:
+        meeting = await repository.load_meeting(tx.conn, actor.meeting_id)
+        if meeting is None:
+            raise not_found(f"no meeting {actor.meeting_id!r}")
+        check_can_see_meeting(actor, meeting)
+        rules.check_command(actor, meeting, command.type_name)
+        return await handler(services, tx, actor, meeting, command)
+
+    return job
+
+
+# --- helpers ----------------------------------------------------------------
+
+
+async def _message_for(tx: Tx, actor: Actor, meeting: Meeting, message_id: int) -> Message:
+    """A message of this meeting that the actor may know exists."""
+    message = await repository.load_message(tx.conn, message_id)
+    if message is None or message.meeting_id != meeting.id:
+        raise not_found(f"no message {message_id}")
+    if project_message(message.to_record(), viewer_of(actor)) is None:
+        raise not_found(f"no message {message_id}")
+    return message
+
+
+def _emit_message(tx: Tx, kind: EventKind, message: Message) -> None:
+    tx.emit(message.meeting_id, kind, message.to_record(), message_id=message.id)
+
+
+def _message_result(actor: Actor, message: Message) -> Result:
+    return {"message": project_message(message.to_record(), viewer_of(actor))}
+
+
+async def _update(tx: Tx, message: Message, **values: Any) -> Message:
+    updated = await repository.update_message(tx.conn, message.id, updated_at=tx.now, **values)
+    _emit_message(tx, EventKind.MESSAGE_UPDATED, updated)
+    return updated
+
+
+async def _set_spotlight(tx: Tx, meeting: Meeting, message_id: int | None) -> None:
+    await repository.update_meeting(tx.conn, meeting.id, tx.now, spotlight=message_id)
+    tx.emit(meeting.id, EventKind.SPOTLIGHT_CHANGED, {"message_id": message_id})
+
+
+async def _leave_spotlight_if_gone(tx: Tx, meeting: Meeting, message: Message) -> None:
+    if meeting.spotlight == message.id and not rules.stays_in_spotlight(message):
+        await _set_spotlight(tx, meeting, None)
+
+
+async def _insert(
+    tx: Tx,
+    actor: Actor,
+    meeting: Meeting,
+    *,
+    parent: Message | None,
+    depth: int,
+    kind: Kind,
+    body: str,
+    client_id: str | None,
+    source: Source,
+    author_name: str | None,
+    author_role: Role,
+    status: Status,
+) -> Message:
+    message = await repository.insert_message(
+        tx.conn,
+        meeting_id=meeting.id,
+        parent_id=parent.id if parent else None,
+        depth=depth,
+        kind=kind,
+        source=source,
+        body=body,
+        author_id=actor.participant_id,
+        author_name=author_name,
+        author_role=author_role,
+        client_id=client_id,
+        status=status,
+        reason=None,
+        answered=Answered.UNANSWERED,
+        answered_by=None,
+        pinned=False,
+        merged_into=None,
+        votes=0,
+        created_at=tx.now,
+        updated_at=tx.now,
+    )
+    _emit_message(tx, EventKind.MESSAGE_CREATED, message)
+    if kind is Kind.ANSWER and parent is not None and parent.kind is Kind.QUESTION:
+        if parent.answered is Answered.UNANSWERED:
+            state = Answered.ORAL if source is Source.FLOOR else Answered.WRITTEN
+            await _update(
+                tx,
+                parent,
+                answered=state,
+                answered_by=author_name or actor.name or author_role.value,
+            )
+    return message
+
+
+async def _parent(tx: Tx, actor: Actor, meeting: Meeting, parent_id: int | None) -> Message | None:
+    if parent_id is None:
+        return None
+    return await _message_for(tx, actor, meeting, parent_id)
+
+
+# --- handlers ----------------------------------------------------------------
+
+
+async def post(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Post) -> Result:
+    assert actor.participant_id is not None
+    stored = await repository.message_by_client_id(tx.conn, actor.participant_id, cmd.client_id)
+    if stored is not None:
+        return _message_result(actor, stored)  # a retry: same ack, nothing new
+    parent = await _parent(tx, actor, meeting, cmd.parent_id)
+    kind = rules.resolve_kind(actor, cmd.kind, parent)
+    depth = rules.check_post(actor, meeting, kind, parent)
+    body = rules.check_text(cmd.body, field="body", limit=meeting.settings.max_body)
+    anonymous = meeting.settings.anonymous and actor.role is Role.CITIZEN
+    message = await _insert(
+        tx,
+        actor,
+        meeting,
+        parent=parent,
+        depth=depth,
+        kind=kind,
+        body=body,
+        client_id=cmd.client_id,
+        source=Source.ONLINE,
+        author_name=None if anonymous else actor.name,
+        author_role=actor.role,
+        status=rules.initial_status(actor, meeting),
+    )
+    return _message_result(actor, message)
+
+
+async def floor(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Floor) -> Result:
+    assert actor.participant_id is not None
+    if cmd.client_id is not None:
+        stored = await repository.message_by_client_id(tx.conn, actor.participant_id, cmd.client_id)
+        if stored is not None:
+            return _message_result(actor, stored)
+    parent = await _parent(tx, actor, meeting, cmd.parent_id)
+    kind = cmd.kind or (
+        Kind.QUESTION if parent is None or parent.kind is Kind.TOPIC else Kind.COMMENT
+    )
+    depth = rules.check_post(actor, meeting, kind, parent, floor=True)
+    body = rules.check_text(cmd.body, field="body", limit=meeting.settings.max_body)
+    speaker = rules.check_name(cmd.speaker_name)
+    message = await _insert(
+        tx,
+        actor,
+        meeting,
+        parent=parent,
+        depth=depth,
+        kind=kind,
+        body=body,
+        client_id=cmd.client_id,
+        source=Source.FLOOR,
+        author_name=speaker,
+        # Said in the hall by a citizen, unless it is an answer from the podium.
+        author_role=Role.SPEAKER if kind is Kind.ANSWER else Role.CITIZEN,
+        status=Status.VISIBLE,
+    )
+    return _message_result(actor, message)
+
+
+async def vote(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Vote) -> Result:
+    assert actor.participant_id is not None
+    message = await _message_for(tx, actor, meeting, cmd.message_id)
+    if cmd.value:
+        rules.check_votable(meeting, message)
+        changed = await repository.add_vote(tx.conn, meeting.id, message.id, actor.participant_id)
+    else:
+        changed = await repository.remove_vote(tx.conn, message.id, actor.participant_id)
+    count = (await repository.count_votes(tx.conn, [message.id]))[message.id]
+    if changed:
+        key = str(message.id)
+        tx.emit(
+            meeting.id,
+            EventKind.VOTES_UPDATED,
+            {"counts": {key: count}, "voted": {key: bool(cmd.value)}},
+            recipient=actor.participant_id,
+        )
+        tx.after_commit.append(lambda: services.votes.mark(meeting.id, message.id))
+    return {"message_id": message.id, "votes": count, "voted": bool(cmd.value)}
+
+
+async def withdraw(
+    services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Withdraw
+) -> Result:
+    message = await _message_for(tx, actor, meeting, cmd.message_id)
+    rules.check_withdraw(actor, message)
+    updated = await _update(tx, message, status=Status.WITHDRAWN, pinned=False)
+    await _leave_spotlight_if_gone(tx, meeting, updated)
+    return _message_result(actor, updated)
+
+
+async def moderate(
+    services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Moderate
+) -> Result:
+    message = await _message_for(tx, actor, meeting, cmd.message_id)
+    new_status = rules.check_moderate(cmd.action, message)
+    reason = rules.check_reason(cmd.reason)
+    if cmd.action in ("pin", "unpin"):
+        updated = await _update(tx, message, pinned=cmd.action == "pin")
+    else:
+        assert new_status is not None
+        keep_reason = new_status in (Status.HIDDEN, Status.REJECTED)
+        values: dict[str, Any] = {"status": new_status, "reason": reason if keep_reason else None}
+        if new_status is Status.HIDDEN:
+            values["pinned"] = False
+        updated = await _update(tx, message, **values)
+    await _leave_spotlight_if_gone(tx, meeting, updated)
+    return _message_result(actor, updated)
+
+
+async def answered(
+    services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: MarkAnswered
+) -> Result:
+    message = await _message_for(tx, actor, meeting, cmd.message_id)
+    rules.check_answerable(message)
+    by = rules.check_name(cmd.by)
+    updated = await _update(
+        tx, message, answered=cmd.state, answered_by=rules.answered_by(cmd.state, by, actor)
+    )
+    return _message_result(actor, updated)
+
+
+async def merge(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Merge) -> Result:
+    source = await _message_for(tx, actor, meeting, cmd.message_id)
+    target = await _message_for(tx, actor, meeting, cmd.into)
+    rules.check_merge(source, target)
+    source_voters = set(await repository.voters(tx.conn, source.id))
+    target_voters = set(await repository.voters(tx.conn, target.id))
+    await repository.move_votes(tx.conn, source.id, target.id)
+    counts = await repository.count_votes(tx.conn, [source.id, target.id])
+    updated = await _update(tx, source, merged_into=target.id, pinned=False, votes=0)
+    await publish_counts(tx, meeting.id, counts)
+    # Each person whose vote moved learns that they now back the target.
+    for participant_id in sorted(source_voters):
+        voted = {str(source.id): False, str(target.id): True}
+        if participant_id in target_voters:
+            voted = {str(source.id): False}
+        tx.emit(
+            meeting.id,
+            EventKind.VOTES_UPDATED,
+            {"counts": {str(target.id): counts[target.id], str(source.id): 0}, "voted": voted},
+            recipient=participant_id,
+        )
+    await _leave_spotlight_if_gone(tx, meeting, updated)
+    return _message_result(actor, updated)
+
+
+async def spotlight(
+    services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Spotlight
+) -> Result:
+    if cmd.message_id is not None:
+        message = await _message_for(tx, actor, meeting, cmd.message_id)
+        rules.check_spotlight(message)
+    if meeting.spotlight != cmd.message_id:
+        await _set_spotlight(tx, meeting, cmd.message_id)
+    return {"message_id": cmd.message_id}
+
+
+async def phase(
+    services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: SetPhase
+) -> Result:
+    rules.check_phase_move(meeting.phase, cmd.phase)
+    await repository.update_meeting(tx.conn, meeting.id, tx.now, phase=cmd.phase)
+    if meeting.spotlight is not None and cmd.phase is not Phase.LIVE:
+        # The big screen shows a spotlight only while the meeting is live.
+        await _set_spotlight(tx, meeting, None)
+    updated = await repository.load_meeting(tx.conn, meeting.id)
+    assert updated is not None
+    tx.emit(meeting.id, EventKind.MEETING_UPDATED, updated.to_json())
+    return {"meeting": updated.to_json()}
+
+
+_HANDLERS: dict[type[Command], Handler] = {
+    Post: post,
+    Floor: floor,
+    Vote: vote,
+    Withdraw: withdraw,
+    Moderate: moderate,
+    MarkAnswered: answered,
+    Merge: merge,
+    Spotlight: spotlight,
+    SetPhase: phase,
+}

@@ -1,0 +1,76 @@
+"""Erasure of one person's personal data, on request (GDPR art. 17).
+
+Their name goes, their votes go, the bodies of their messages go (the
+messages stay as placeholders so that replies of others keep their place),
+every copy in the event log is rewritten, their personal events are deleted,
+their token stops working and their live sockets are closed. Then the
+database file itself is purged of the old pages.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from server.domain.errors import not_found
+from server.domain.models import EventKind, Status
+from server.protocol import CLOSE_UNAUTHORIZED
+from server.services.context import Services, hash_secret
+from server.services.votes import publish_counts
+from server.store import repository
+from server.store.database import purge_file_copies
+from server.store.writer import Tx
+
+SCRUBBED_FIELDS = {"body": "", "author_name": None, "client_id": None, "reason": None}
+
+
+async def erase(services: Services, meeting_id: str, participant_id: str) -> dict[str, Any]:
+    async def job(tx: Tx) -> dict[str, Any]:
+        if not await repository.participant_exists(tx.conn, meeting_id, participant_id):
+            raise not_found(f"no participant {participant_id!r} in this meeting")
+        meeting = await repository.load_meeting(tx.conn, meeting_id)
+        assert meeting is not None
+        own = await repository.messages_by_author(tx.conn, participant_id)
+        for message in own:
+            await repository.update_message(
+                tx.conn,
+                message.id,
+                status=Status.ERASED,
+                pinned=False,
+                updated_at=tx.now,
+                **SCRUBBED_FIELDS,
+            )
+            if meeting.spotlight == message.id:
+                await repository.update_meeting(tx.conn, meeting_id, tx.now, spotlight=None)
+                tx.emit(meeting_id, EventKind.SPOTLIGHT_CHANGED, {"message_id": None})
+        # Rewrite every logged copy before logging the erasure itself.
+        for event in await repository.events_about(tx.conn, [m.id for m in own]):
+            if event.kind in (EventKind.MESSAGE_CREATED, EventKind.MESSAGE_UPDATED):
+                if event.data.get("author_id") == participant_id:
+                    await repository.rewrite_event(
+                        tx.conn, event.meeting_id, event.seq, event.data | SCRUBBED_FIELDS
+                    )
+        for message in own:
+            updated = await repository.load_message(tx.conn, message.id)
+            assert updated is not None
+            tx.emit(
+                meeting_id, EventKind.MESSAGE_UPDATED, updated.to_record(), message_id=updated.id
+            )
+        voted_on = await repository.delete_votes_of(tx.conn, participant_id)
+        await repository.delete_personal_events(tx.conn, participant_id)
+        if voted_on:
+            await publish_counts(tx, meeting_id, await repository.count_votes(tx.conn, voted_on))
+        await repository.erase_participant(
+            tx.conn, participant_id, tx.now, hash_secret(secrets.token_urlsafe(32))
+        )
+        tx.after_commit.append(
+            lambda: services.hub.close_participant(
+                meeting_id, participant_id, CLOSE_UNAUTHORIZED, "personal data erased"
+            )
+        )
+        return {"participant_id": participant_id, "messages": len(own), "votes": len(voted_on)}
+
+    result = await services.writer.run(job)
+    if services.settings.is_sqlite:
+        await services.writer.maintain(purge_file_copies)
+    return result

@@ -1,0 +1,91 @@
+"""The engine: connection settings that durability depends on, and migrations.
+
+SQLite runs in WAL mode with `synchronous=FULL`, so that a commit is on disk
+before the ack goes out (Guarantee 1), with foreign keys on, a busy timeout,
+and `secure_delete` so that erased text is overwritten, not just unlinked.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from server.store import tables
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 10_000
+
+
+def create_engine(url: str) -> AsyncEngine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_async_engine(url, pool_size=8, max_overflow=8)
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy own transaction boundaries (the driver's implicit
+        # BEGIN would make SELECT-only transactions non-repeatable).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA secure_delete=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # The writer takes the write lock up front; readers take a snapshot.
+        options = conn.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            return
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("ting_writer") else "BEGIN")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Create the schema on an empty database, or bring an old one up to date."""
+    async with engine.begin() as conn:
+        await conn.run_sync(tables.metadata.create_all)
+        current = (
+            await conn.execute(
+                select(tables.schema_version.c.version)
+                .order_by(tables.schema_version.c.version.desc())
+                .limit(1)
+            )
+        ).scalar()
+        for version in range((current or 0) + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS.get(version, ()):
+                await conn.execute(text(statement))
+            await conn.execute(
+                tables.schema_version.insert().values(version=version, applied_at=now_iso())
+            )
+
+
+# version -> SQL run to reach it from the one before (version 1 is create_all).
+MIGRATIONS: dict[int, tuple[str, ...]] = {}
+
+
+async def purge_file_copies(conn: AsyncConnection) -> None:
+    """Push erased pages out of the WAL and the free space of the file.
+
+    With secure_delete the freed cells are zeroed on write; a TRUNCATE
+    checkpoint copies the zeroed pages into the file and empties the WAL, and
+    VACUUM rebuilds the file so that no stale page survives in free space.
+    """
+    await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    await conn.exec_driver_sql("VACUUM")
+    await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
