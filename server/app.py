@@ -16,6 +16,7 @@ from server.metrics import Metrics
 from server.services import demo
 from server.services.context import Services
 from server.services.limits import RateLimiter
+from server.services.retention import Retention
 from server.services.votes import VoteCoalescer
 from server.settings import Settings
 from server.store.database import create_engine, migrate
@@ -31,6 +32,7 @@ def create_app(settings: Settings, *, seed_demo: bool = False) -> Starlette:
         await migrate(engine)
         metrics = Metrics()
         hub = Hub(backend_for("memory://"), presence_interval=settings.presence_interval)
+        metrics.watch_fanout(hub)
 
         def publish(events: list) -> None:  # type: ignore[type-arg]
             for event in events:
@@ -49,15 +51,18 @@ def create_app(settings: Settings, *, seed_demo: bool = False) -> Starlette:
             votes=VoteCoalescer(writer, settings.vote_interval),
         )
         app.state.services = services
+        retention = Retention(writer, settings.event_retention)
         await hub.start()
         await writer.start()
         await services.votes.start()
+        await retention.start()
         try:
             if seed_demo:
                 app.state.demo = await demo.seed(services)
             yield
         finally:
             hub.close_all(1001, "server going away")
+            await retention.stop()
             await services.votes.stop()
             await writer.stop()
             await hub.stop()

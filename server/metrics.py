@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+
+class FanoutCounts(Protocol):
+    """What the hub counts as it fans events out (read at scrape time)."""
+
+    frames_encoded: int
+    frames_queued: int
 
 
 class Metrics:
@@ -35,4 +47,31 @@ class Metrics:
             ["command"],
             buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
             registry=self.registry,
+        )
+
+    def watch_fanout(self, fanout: FanoutCounts) -> None:
+        """Export the hub's own counters, read when /metrics is scraped."""
+        self.registry.register(_FanoutCollector(fanout))
+
+
+class _FanoutCollector(Collector):
+    """Event frames encoded vs queued, read from the hub at scrape time.
+
+    An event is encoded once per audience (readers who see the same
+    projection of it) and queued once per connection that may see it.
+    """
+
+    def __init__(self, fanout: FanoutCounts) -> None:
+        self._fanout = fanout
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "ting_frames_encoded",
+            "Event frames projected and encoded (once per audience of an event)",
+            value=self._fanout.frames_encoded,
+        )
+        yield CounterMetricFamily(
+            "ting_frames_queued",
+            "Event frames queued to connections (once per connection that may see them)",
+            value=self._fanout.frames_queued,
         )

@@ -179,7 +179,7 @@ class _Fields:
             return None
         return self.obj[name]
 
-    def int(self, name: str, *, required: bool = True) -> int | None:
+    def integer(self, name: str, *, required: bool = True) -> int | None:
         value = self._get(name, required)
         if value is None:
             return None
@@ -189,7 +189,7 @@ class _Fields:
             raise invalid(f"{name} is out of range")
         return value
 
-    def str(self, name: str, *, required: bool = True, limit: int | None = None) -> str | None:
+    def text(self, name: str, *, required: bool = True, limit: int | None = None) -> str | None:
         value = self._get(name, required)
         if value is None:
             return None
@@ -200,7 +200,7 @@ class _Fields:
         return value
 
     def choice(self, name: str, choices: tuple[str, ...], *, required: bool = True) -> str | None:
-        value = self.str(name, required=required)
+        value = self.text(name, required=required)
         if value is not None and value not in choices:
             raise invalid(f"{name} must be one of {', '.join(choices)}")
         return value
@@ -229,8 +229,8 @@ def parse_command(obj: Any) -> Command:
     if not isinstance(obj, dict):
         raise invalid("a command is a JSON object")
     f = _Fields(obj)
-    kind_name = f.str("type")
-    ref = f.str("ref", required=False)
+    kind_name = f.text("type")
+    ref = f.text("ref", required=False)
     if ref is not None and len(ref) > MAX_REF:
         raise invalid(f"ref is longer than {MAX_REF} characters")
     if kind_name == "ping":
@@ -239,59 +239,59 @@ def parse_command(obj: Any) -> Command:
         kind = f.choice("kind", tuple(k.value for k in Kind), required=False)
         return Post(
             ref,
-            parent_id=f.int("parent_id", required=False),
-            body=_required(f.str("body", limit=_RAW_TEXT_LIMIT)),
+            parent_id=f.integer("parent_id", required=False),
+            body=_required(f.text("body", limit=_RAW_TEXT_LIMIT)),
             client_id=_client_id(f, required=True) or "",
             kind=Kind(kind) if kind else None,
         )
     if kind_name == "vote":
-        value = _required(f.int("value"))
+        value = _required(f.integer("value"))
         if value not in (0, 1):
             raise invalid("value must be 1 (vote) or 0 (take the vote back)")
-        return Vote(ref, message_id=_required(f.int("message_id")), value=value)
+        return Vote(ref, message_id=_required(f.integer("message_id")), value=value)
     if kind_name == "withdraw":
-        return Withdraw(ref, message_id=_required(f.int("message_id")))
+        return Withdraw(ref, message_id=_required(f.integer("message_id")))
     if kind_name == "moderate":
         return Moderate(
             ref,
-            message_id=_required(f.int("message_id")),
+            message_id=_required(f.integer("message_id")),
             action=_required(f.choice("action", MODERATE_ACTIONS)),
-            reason=f.str("reason", required=False, limit=_RAW_TEXT_LIMIT),
+            reason=f.text("reason", required=False, limit=_RAW_TEXT_LIMIT),
         )
     if kind_name == "answered":
-        state = _required(f.choice("state", tuple(a.value for a in Answered)))
+        state: str = _required(f.choice("state", tuple(a.value for a in Answered)))
         return MarkAnswered(
             ref,
-            message_id=_required(f.int("message_id")),
+            message_id=_required(f.integer("message_id")),
             state=Answered(state),
-            by=f.str("by", required=False, limit=_RAW_TEXT_LIMIT),
+            by=f.text("by", required=False, limit=_RAW_TEXT_LIMIT),
         )
     if kind_name == "merge":
-        return Merge(ref, message_id=_required(f.int("message_id")), into=_required(f.int("into")))
+        return Merge(ref, message_id=_required(f.integer("message_id")), into=_required(f.integer("into")))
     if kind_name == "spotlight":
         if "message_id" not in obj:
             raise invalid("message_id is required (null clears the spotlight)")
-        return Spotlight(ref, message_id=f.int("message_id", required=False))
+        return Spotlight(ref, message_id=f.integer("message_id", required=False))
     if kind_name == "floor":
         kind = f.choice(
             "kind", (Kind.QUESTION.value, Kind.COMMENT.value, Kind.ANSWER.value), required=False
         )
         return Floor(
             ref,
-            body=_required(f.str("body", limit=_RAW_TEXT_LIMIT)),
-            parent_id=f.int("parent_id", required=False),
-            speaker_name=f.str("speaker_name", required=False, limit=_RAW_TEXT_LIMIT),
+            body=_required(f.text("body", limit=_RAW_TEXT_LIMIT)),
+            parent_id=f.integer("parent_id", required=False),
+            speaker_name=f.text("speaker_name", required=False, limit=_RAW_TEXT_LIMIT),
             kind=Kind(kind) if kind else None,
             client_id=_client_id(f, required=False),
         )
     if kind_name == "phase":
-        phase = _required(f.choice("phase", tuple(p.value for p in Phase)))
+        phase: str = _required(f.choice("phase", tuple(p.value for p in Phase)))
         return SetPhase(ref, phase=Phase(phase))
     raise invalid(f"unknown command type {kind_name!r}")
 
 
 def _client_id(f: _Fields, *, required: bool) -> str | None:
-    value = f.str("client_id", required=required)
+    value = f.text("client_id", required=required)
     if value is None:
         return None
     if not 1 <= len(value) <= 64 or not value.isprintable():
@@ -304,8 +304,8 @@ def parse_hello(obj: Any) -> Hello:
     if not isinstance(obj, dict) or obj.get("type") != "hello":
         raise invalid("the first frame must be a hello")
     f = _Fields(obj)
-    token = f.str("token", required=False, limit=512)
-    since = f.int("since", required=False)
+    token = f.text("token", required=False, limit=512)
+    since = f.integer("since", required=False)
     return Hello(token=token, since=since)
 
 

@@ -173,15 +173,11 @@ async def _insert(
         updated_at=tx.now,
     )
     _emit_message(tx, EventKind.MESSAGE_CREATED, message)
-    if kind is Kind.ANSWER and parent is not None and parent.kind is Kind.QUESTION:
-        if parent.answered is Answered.UNANSWERED:
-            state = Answered.ORAL if source is Source.FLOOR else Answered.WRITTEN
-            await _update(
-                tx,
-                parent,
-                answered=state,
-                answered_by=author_name or actor.name or author_role.value,
-            )
+    answers_question = kind is Kind.ANSWER and parent is not None and parent.kind is Kind.QUESTION
+    if answers_question and parent is not None and parent.answered is Answered.UNANSWERED:
+        state = Answered.ORAL if source is Source.FLOOR else Answered.WRITTEN
+        by = author_name or actor.name or author_role.value
+        await _update(tx, parent, answered=state, answered_by=by)
     return message
 
 

@@ -45,11 +45,11 @@ async def erase(services: Services, meeting_id: str, participant_id: str) -> dic
                 tx.emit(meeting_id, EventKind.SPOTLIGHT_CHANGED, {"message_id": None})
         # Rewrite every logged copy before logging the erasure itself.
         for event in await repository.events_about(tx.conn, [m.id for m in own]):
-            if event.kind in (EventKind.MESSAGE_CREATED, EventKind.MESSAGE_UPDATED):
-                if event.data.get("author_id") == participant_id:
-                    await repository.rewrite_event(
-                        tx.conn, event.meeting_id, event.seq, event.data | SCRUBBED_FIELDS
-                    )
+            is_message = event.kind in (EventKind.MESSAGE_CREATED, EventKind.MESSAGE_UPDATED)
+            if is_message and event.data.get("author_id") == participant_id:
+                await repository.rewrite_event(
+                    tx.conn, event.meeting_id, event.seq, event.data | SCRUBBED_FIELDS
+                )
         for message in own:
             updated = await repository.load_message(tx.conn, message.id)
             assert updated is not None

@@ -28,6 +28,7 @@ CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LENGTH = 6
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 LANGUAGES = ("da", "en")
+_FOLD = str.maketrans({"æ": "ae", "ø": "oe", "å": "aa"})
 
 
 def new_token() -> str:
@@ -39,7 +40,7 @@ def new_code() -> str:
 
 
 def slugify(title: str) -> str:
-    folded = title.lower().translate(str.maketrans({"æ": "ae", "ø": "oe", "å": "aa"}))
+    folded = title.lower().translate(_FOLD)
     slug = re.sub(r"[^a-z0-9]+", "-", folded).strip("-")[:40].strip("-")
     return f"{slug or 'meeting'}-{secrets.token_hex(2)}"
 

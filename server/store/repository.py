@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, and_, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.domain.models import (
@@ -32,7 +32,7 @@ from server.store.tables import events, meetings, messages, participants, votes
 # --- meetings ----------------------------------------------------------------
 
 
-def _meeting(row: Row[Any]) -> Meeting:
+def _meeting(row: Any) -> Meeting:
     return Meeting(
         id=row.id,
         title=row.title,
@@ -192,7 +192,7 @@ async def insert_participant(
     )
 
 
-async def participant_by_token_hash(conn: AsyncConnection, token_hash: str) -> Row[Any] | None:
+async def participant_by_token_hash(conn: AsyncConnection, token_hash: str) -> Any | None:
     return (
         await conn.execute(
             select(
@@ -235,7 +235,7 @@ async def erase_participant(
 _MESSAGE_COLUMNS = tuple(messages.c)
 
 
-def _message(row: Row[Any]) -> Message:
+def _message(row: Any) -> Message:
     return Message(
         id=row.id,
         meeting_id=row.meeting_id,
@@ -441,7 +441,7 @@ async def insert_events(conn: AsyncConnection, rows: Sequence[Event], now: str) 
     )
 
 
-def _event(row: Row[Any]) -> Event:
+def _event(row: Any) -> Event:
     return Event(
         meeting_id=row.meeting_id,
         seq=row.seq,
@@ -456,7 +456,7 @@ async def list_events(
     conn: AsyncConnection, meeting_id: str, after: int, upto: int, recipient: str | None
 ) -> list[Event]:
     """Events in (after, upto], leaving out personal events of others."""
-    who = events.c.recipient.is_(None)
+    who: ColumnElement[bool] = events.c.recipient.is_(None)
     if recipient is not None:
         who = who | (events.c.recipient == recipient)
     rows = await conn.execute(
