@@ -331,3 +331,19 @@ def event_frame(seq: int, kind: str, data: dict[str, Any]) -> bytes:
 def batch_frame(frames: list[bytes]) -> bytes:
     """Several encoded frames as one, without decoding them again."""
     return b'{"type":"batch","frames":[' + b",".join(frames) + b"]}"
+
+
+def ws_text_frame(payload: bytes) -> bytes:
+    """A complete unmasked WebSocket text frame (RFC 6455 §5.2) around `payload`.
+
+    Server frames are never masked, so the same bytes can be written to every
+    connection that should receive this payload.
+    """
+    length = len(payload)
+    if length < 126:
+        header = bytes((0x81, length))
+    elif length < 1 << 16:
+        header = bytes((0x81, 126)) + length.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + length.to_bytes(8, "big")
+    return header + payload

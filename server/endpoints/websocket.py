@@ -28,6 +28,7 @@ from server.protocol import (
     parse_json,
     parse_ref,
     pong_frame,
+    ws_text_frame,
 )
 from server.services import commands
 from server.services.context import Services
@@ -83,7 +84,8 @@ async def meeting_socket(websocket: WebSocket) -> None:
         await _close(websocket, services, CLOSE_MALFORMED_HELLO, exc.message[:120])
         return
     try:
-        session = await open_session(services, websocket.path_params["meeting_id"], hello)
+        sink = websocket.scope.get("extensions", {}).get("ting.sink")
+        session = await open_session(services, websocket.path_params["meeting_id"], hello, sink)
     except SessionRefused as exc:
         await _close(websocket, services, exc.code, exc.reason[:120])
         return
@@ -99,12 +101,16 @@ async def _serve(websocket: WebSocket, services: Services, session: Session) -> 
     sub = session.subscriber
     reader = asyncio.create_task(_read(websocket, services, session))
     writer = asyncio.create_task(_write(websocket, session))
+    # The hub's close (4409, 4401, 1001) must end the session even when the
+    # writer is blocked on a peer that stopped reading and never drains.
+    closed = asyncio.create_task(sub.wait_closed())
+    tasks = (reader, writer, closed)
     try:
-        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (reader, writer):
+        for task in tasks:
             task.cancel()
-        for task in (reader, writer):
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
     if sub.close_code is not None:
@@ -136,12 +142,21 @@ async def _read(websocket: WebSocket, services: Services, session: Session) -> N
 
 
 async def _write(websocket: WebSocket, session: Session) -> None:
+    """Sends what queued up while the socket could not take it at once."""
     sub = session.subscriber
+    sink = sub.sink
     while True:
         frame = await sub.next_frame()
         if frame is None:
             return
-        await websocket.send({"type": "websocket.send", "text": frame.decode()})
+        if sink is not None:
+            await sink.ting_wait_writable()
+            if sub.close_code is not None or not sink.ting_ready():
+                return
+            sink.ting_write(ws_text_frame(frame))
+        else:
+            await websocket.send({"type": "websocket.send", "text": frame.decode()})
+        sub.sent()
 
 
 async def _close(websocket: WebSocket, services: Services, code: int, reason: str) -> None:

@@ -1,5 +1,11 @@
 """One connection's place in the fan-out: a bounded queue of encoded frames.
 
+Fast path: when nothing is queued and the socket can take data, a frame is
+written straight to the transport as ready-made WebSocket bytes (the same
+bytes for every connection of an audience), with no task switch.
+Otherwise frames queue up and the connection's writer task sends them, several
+at a time wrapped in one batch frame.
+
 Overflow policy: when more than `budget` bytes wait for a connection, the
 client is too slow to be useful live. Its queue is dropped and it is closed
 with 4409; it resumes with `since` and catches up from the database.
@@ -9,14 +15,25 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import Protocol
 
 from server.domain.models import Event
 from server.domain.views import Viewer
-from server.protocol import CLOSE_TOO_SLOW, batch_frame
+from server.protocol import CLOSE_TOO_SLOW, batch_frame, ws_text_frame
 
 # A batch frame larger than this is split, so that one frame stays small
 # enough for a phone to parse without stalling its page.
 MAX_BATCH_BYTES = 256 * 1024
+
+
+class Sink(Protocol):
+    """Direct access to a socket's transport (see endpoints/wsprotocol.py)."""
+
+    def ting_ready(self) -> bool: ...
+
+    def ting_write(self, data: bytes) -> None: ...
+
+    async def ting_wait_writable(self) -> None: ...
 
 
 class Subscriber:
@@ -27,11 +44,13 @@ class Subscriber:
         *,
         budget: int,
         in_room: bool = False,
+        sink: Sink | None = None,
     ) -> None:
         self.meeting_id = meeting_id
         self.viewer = viewer
         self.in_room = in_room
         self.budget = budget
+        self.sink = sink
         # Highest seq this connection has been brought up to (seen or skipped).
         self.last_seq = 0
         # While syncing (replay or snapshot being read), live events wait here.
@@ -39,7 +58,11 @@ class Subscriber:
         self.held: list[Event] = []
         self._frames: deque[bytes] = deque()
         self._queued = 0
+        # True while the writer task holds frames it has taken but not written:
+        # the fast path must wait, or frames would overtake each other.
+        self._busy = False
         self._wake = asyncio.Event()
+        self._closed = asyncio.Event()
         self.close_code: int | None = None
         self.close_reason = ""
 
@@ -51,11 +74,16 @@ class Subscriber:
     def queued_bytes(self) -> int:
         return self._queued
 
-    def push(self, frame: bytes) -> None:
+    def push(self, payload: bytes, wire: bytes | None = None) -> None:
+        """Send `payload` (a JSON frame); `wire` is it framed, when already built."""
         if self.close_code is not None:
             return
-        self._frames.append(frame)
-        self._queued += len(frame)
+        sink = self.sink
+        if sink is not None and not self._frames and not self._busy and sink.ting_ready():
+            sink.ting_write(wire if wire is not None else ws_text_frame(payload))
+            return
+        self._frames.append(payload)
+        self._queued += len(payload)
         if self._queued > self.budget:
             self.close(CLOSE_TOO_SLOW, "too slow: resume with since")
             return
@@ -68,15 +96,24 @@ class Subscriber:
             self.close_reason = reason
             self._frames.clear()
             self._queued = 0
+            self._closed.set()
         self._wake.set()
 
+    async def wait_closed(self) -> None:
+        """Until `close()`: also while the writer is stuck on a peer that stopped reading."""
+        await self._closed.wait()
+
     async def next_frame(self) -> bytes | None:
-        """The next frame to send (several wrapped in a batch), None to close."""
+        """The next payload to send (several wrapped in a batch), None to close.
+
+        The caller must call `sent()` once it has written it.
+        """
         while not self._frames and self.close_code is None:
             self._wake.clear()
             await self._wake.wait()
         if self.close_code is not None:
             return None
+        self._busy = True
         if len(self._frames) == 1:
             frame = self._frames.popleft()
             self._queued -= len(frame)
@@ -88,6 +125,7 @@ class Subscriber:
             size += len(frame)
             frames.append(frame)
         self._queued -= size
-        if len(frames) == 1:
-            return frames[0]
-        return batch_frame(frames)
+        return frames[0] if len(frames) == 1 else batch_frame(frames)
+
+    def sent(self) -> None:
+        self._busy = False

@@ -88,7 +88,7 @@ def _job(
     services: Services, handler: Handler, actor: Actor, command: Command
 ) -> Callable[[Tx], Awaitable[Result]]:
     async def job(tx: Tx) -> Result:
-        meeting = await repository.load_meeting(tx.conn, actor.meeting_id)
+        meeting = await tx.meeting(actor.meeting_id)
         if meeting is None:
             raise not_found(f"no meeting {actor.meeting_id!r}")
         check_can_see_meeting(actor, meeting)
@@ -126,7 +126,7 @@ async def _update(tx: Tx, message: Message, **values: Any) -> Message:
 
 
 async def _set_spotlight(tx: Tx, meeting: Meeting, message_id: int | None) -> None:
-    await repository.update_meeting(tx.conn, meeting.id, tx.now, spotlight=message_id)
+    await tx.update_meeting(meeting.id, spotlight=message_id)
     tx.emit(meeting.id, EventKind.SPOTLIGHT_CHANGED, {"message_id": message_id})
 
 
@@ -150,7 +150,7 @@ async def _insert(
     author_role: Role,
     status: Status,
 ) -> Message:
-    message = await repository.insert_message(
+    inserted = await repository.insert_message(
         tx.conn,
         meeting_id=meeting.id,
         parent_id=parent.id if parent else None,
@@ -172,6 +172,12 @@ async def _insert(
         created_at=tx.now,
         updated_at=tx.now,
     )
+    if inserted is None:
+        # Stored before under this client_id (a retry): the same message, nothing new.
+        stored = await _stored(tx, actor, client_id)
+        assert stored is not None
+        return stored
+    message = inserted
     _emit_message(tx, EventKind.MESSAGE_CREATED, message)
     answers_question = kind is Kind.ANSWER and parent is not None and parent.kind is Kind.QUESTION
     if answers_question and parent is not None and parent.answered is Answered.UNANSWERED:
@@ -191,14 +197,17 @@ async def _parent(tx: Tx, actor: Actor, meeting: Meeting, parent_id: int | None)
 
 
 async def post(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Post) -> Result:
-    assert actor.participant_id is not None
-    stored = await repository.message_by_client_id(tx.conn, actor.participant_id, cmd.client_id)
-    if stored is not None:
-        return _message_result(actor, stored)  # a retry: same ack, nothing new
-    parent = await _parent(tx, actor, meeting, cmd.parent_id)
-    kind = rules.resolve_kind(actor, cmd.kind, parent)
-    depth = rules.check_post(actor, meeting, kind, parent)
-    body = rules.check_text(cmd.body, field="body", limit=meeting.settings.max_body)
+    try:
+        parent = await _parent(tx, actor, meeting, cmd.parent_id)
+        kind = rules.resolve_kind(actor, cmd.kind, parent)
+        depth = rules.check_post(actor, meeting, kind, parent)
+        body = rules.check_text(cmd.body, field="body", limit=meeting.settings.max_body)
+    except DomainError:
+        # A retry of a post stored earlier gets its ack, whatever changed since.
+        stored = await _stored(tx, actor, cmd.client_id)
+        if stored is None:
+            raise
+        return _message_result(actor, stored)
     anonymous = meeting.settings.anonymous and actor.role is Role.CITIZEN
     message = await _insert(
         tx,
@@ -218,18 +227,19 @@ async def post(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: 
 
 
 async def floor(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Floor) -> Result:
-    assert actor.participant_id is not None
-    if cmd.client_id is not None:
-        stored = await repository.message_by_client_id(tx.conn, actor.participant_id, cmd.client_id)
-        if stored is not None:
-            return _message_result(actor, stored)
-    parent = await _parent(tx, actor, meeting, cmd.parent_id)
-    kind = cmd.kind or (
-        Kind.QUESTION if parent is None or parent.kind is Kind.TOPIC else Kind.COMMENT
-    )
-    depth = rules.check_post(actor, meeting, kind, parent, floor=True)
-    body = rules.check_text(cmd.body, field="body", limit=meeting.settings.max_body)
-    speaker = rules.check_name(cmd.speaker_name)
+    try:
+        parent = await _parent(tx, actor, meeting, cmd.parent_id)
+        kind = cmd.kind or (
+            Kind.QUESTION if parent is None or parent.kind is Kind.TOPIC else Kind.COMMENT
+        )
+        depth = rules.check_post(actor, meeting, kind, parent, floor=True)
+        body = rules.check_text(cmd.body, field="body", limit=meeting.settings.max_body)
+        speaker = rules.check_name(cmd.speaker_name)
+    except DomainError:
+        stored = await _stored(tx, actor, cmd.client_id)
+        if stored is None:
+            raise
+        return _message_result(actor, stored)
     message = await _insert(
         tx,
         actor,
@@ -246,6 +256,13 @@ async def floor(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd:
         status=Status.VISIBLE,
     )
     return _message_result(actor, message)
+
+
+async def _stored(tx: Tx, actor: Actor, client_id: str | None) -> Message | None:
+    """The message this author already stored under this client_id, if any."""
+    if client_id is None or actor.participant_id is None:
+        return None
+    return await repository.message_by_client_id(tx.conn, actor.participant_id, client_id)
 
 
 async def vote(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Vote) -> Result:
@@ -350,11 +367,11 @@ async def phase(
     services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: SetPhase
 ) -> Result:
     rules.check_phase_move(meeting.phase, cmd.phase)
-    await repository.update_meeting(tx.conn, meeting.id, tx.now, phase=cmd.phase)
+    await tx.update_meeting(meeting.id, phase=cmd.phase)
     if meeting.spotlight is not None and cmd.phase is not Phase.LIVE:
         # The big screen shows a spotlight only while the meeting is live.
         await _set_spotlight(tx, meeting, None)
-    updated = await repository.load_meeting(tx.conn, meeting.id)
+    updated = await tx.meeting(meeting.id)
     assert updated is not None
     tx.emit(meeting.id, EventKind.MEETING_UPDATED, updated.to_json())
     return {"meeting": updated.to_json()}

@@ -28,7 +28,7 @@ async def erase(services: Services, meeting_id: str, participant_id: str) -> dic
     async def job(tx: Tx) -> dict[str, Any]:
         if not await repository.participant_exists(tx.conn, meeting_id, participant_id):
             raise not_found(f"no participant {participant_id!r} in this meeting")
-        meeting = await repository.load_meeting(tx.conn, meeting_id)
+        meeting = await tx.meeting(meeting_id)
         assert meeting is not None
         own = await repository.messages_by_author(tx.conn, participant_id)
         for message in own:
@@ -41,7 +41,7 @@ async def erase(services: Services, meeting_id: str, participant_id: str) -> dic
                 **SCRUBBED_FIELDS,
             )
             if meeting.spotlight == message.id:
-                await repository.update_meeting(tx.conn, meeting_id, tx.now, spotlight=None)
+                await tx.update_meeting(meeting_id, spotlight=None)
                 tx.emit(meeting_id, EventKind.SPOTLIGHT_CHANGED, {"message_id": None})
         # Rewrite every logged copy before logging the erasure itself.
         for event in await repository.events_about(tx.conn, [m.id for m in own]):

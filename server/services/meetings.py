@@ -140,6 +140,7 @@ async def create_meeting(services: Services, body: Any) -> dict[str, Any]:
         await repository.insert_meeting(
             tx.conn, meeting, {r: hash_secret(k) for r, k in keys.items()}, tx.now
         )
+        tx.meetings.pop(mid, None)
         tx.emit(mid, EventKind.MEETING_UPDATED, meeting.to_json())
         return meeting
 
@@ -156,7 +157,7 @@ async def rotate_keys(services: Services, meeting_id: str) -> dict[str, Any]:
     keys = {role: new_token() for role in ("moderator", "speaker", "screen")}
 
     async def job(tx: Tx) -> Meeting:
-        meeting = await repository.load_meeting(tx.conn, meeting_id)
+        meeting = await tx.meeting(meeting_id)
         if meeting is None:
             raise not_found(f"no meeting {meeting_id!r}")
         await repository.set_key_hashes(
@@ -208,7 +209,7 @@ async def update_meeting(services: Services, actor: Actor, body: Any) -> dict[st
         raise invalid(f"cannot change {', '.join(sorted(unknown))}")
 
     async def job(tx: Tx) -> Meeting:
-        meeting = await repository.load_meeting(tx.conn, actor.meeting_id)
+        meeting = await tx.meeting(actor.meeting_id)
         if meeting is None:
             raise not_found(f"no meeting {actor.meeting_id!r}")
         if meeting.phase is Phase.ARCHIVED:
@@ -228,7 +229,7 @@ async def update_meeting(services: Services, actor: Actor, body: Any) -> dict[st
             values["settings"] = check_settings(body["settings"], meeting.settings)
         if not values:
             return meeting
-        await repository.update_meeting(tx.conn, meeting.id, tx.now, **values)
+        await tx.update_meeting(meeting.id, **values)
         updated = replace(meeting, **values)
         tx.emit(meeting.id, EventKind.MEETING_UPDATED, updated.to_json())
         return updated
@@ -252,7 +253,7 @@ async def join(services: Services, meeting_id: str, body: Any) -> dict[str, Any]
     participant_id = "p_" + secrets.token_hex(8)
 
     async def job(tx: Tx) -> Role:
-        meeting = await repository.load_meeting(tx.conn, meeting_id)
+        meeting = await tx.meeting(meeting_id)
         if meeting is None:
             raise not_found(f"no meeting {meeting_id!r}")
         role = Role.CITIZEN

@@ -15,7 +15,7 @@ import orjson
 
 from server.domain.errors import DomainError, ErrorCode
 from server.domain.models import STAFF, Actor, Phase
-from server.hub.subscriber import Subscriber
+from server.hub.subscriber import Sink, Subscriber
 from server.protocol import (
     CLOSE_FORBIDDEN,
     CLOSE_NOT_FOUND,
@@ -40,7 +40,9 @@ class Session:
     subscriber: Subscriber
 
 
-async def open_session(services: Services, meeting_id: str, hello: Hello) -> Session:
+async def open_session(
+    services: Services, meeting_id: str, hello: Hello, sink: Sink | None = None
+) -> Session:
     async with services.read() as conn:
         meeting = await repository.load_meeting(conn, meeting_id)
     if meeting is None:
@@ -63,6 +65,7 @@ async def open_session(services: Services, meeting_id: str, hello: Hello) -> Ses
         viewer,
         budget=services.settings.ws_queue_bytes,
         in_room=bool(actor and actor.in_room),
+        sink=sink,
     )
     try:
         frames: list[bytes] = []

@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 from sqlalchemy import ColumnElement, and_, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.domain.models import (
@@ -260,10 +262,22 @@ def _message(row: Any) -> Message:
     )
 
 
-async def insert_message(conn: AsyncConnection, **values: Any) -> Message:
+async def insert_message(conn: AsyncConnection, **values: Any) -> Message | None:
+    """Insert a message; None if its author already stored one with this client_id.
+
+    One statement for the common case: the unique index on (author, client_id)
+    decides, so a retry that races its original is still stored once.
+    """
     values = {k: (v.value if hasattr(v, "value") else v) for k, v in values.items()}
-    result = await conn.execute(insert(messages).values(**values).returning(*_MESSAGE_COLUMNS))
-    return _message(result.one())
+    upsert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        upsert(messages)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[messages.c.author_id, messages.c.client_id])
+        .returning(*_MESSAGE_COLUMNS)
+    )
+    row = (await conn.execute(statement)).first()
+    return _message(row) if row else None
 
 
 async def load_message(conn: AsyncConnection, message_id: int) -> Message | None:
@@ -316,21 +330,13 @@ async def add_vote(
     conn: AsyncConnection, meeting_id: str, message_id: int, participant_id: str
 ) -> bool:
     """True when the vote is new (votes are a set: a repeat changes nothing)."""
-    exists = (
-        await conn.execute(
-            select(votes.c.message_id).where(
-                and_(votes.c.message_id == message_id, votes.c.participant_id == participant_id)
-            )
-        )
-    ).first()
-    if exists:
-        return False
-    await conn.execute(
-        insert(votes).values(
-            message_id=message_id, participant_id=participant_id, meeting_id=meeting_id
-        )
+    upsert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    result = await conn.execute(
+        upsert(votes)
+        .values(message_id=message_id, participant_id=participant_id, meeting_id=meeting_id)
+        .on_conflict_do_nothing(index_elements=[votes.c.message_id, votes.c.participant_id])
     )
-    return True
+    return bool(result.rowcount)
 
 
 async def remove_vote(conn: AsyncConnection, message_id: int, participant_id: str) -> bool:

@@ -23,7 +23,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.domain.errors import DomainError
-from server.domain.models import Event, EventKind
+from server.domain.models import Event, EventKind, Meeting
 from server.store import repository
 from server.store.database import now_iso
 
@@ -43,12 +43,27 @@ class _PendingEvent:
 
 @dataclass
 class Tx:
-    """What a job sees: the connection, the time, and where events go."""
+    """What a job sees: the connection, the time, and where events go.
+
+    Meetings are read at most once per batch (every command needs its
+    meeting's phase and settings); a job that changes a meeting goes through
+    `update_meeting`, which drops the cached copy for the jobs after it.
+    """
 
     conn: AsyncConnection
     now: str
     pending: list[_PendingEvent] = field(default_factory=list)
     after_commit: list[Callable[[], None]] = field(default_factory=list)
+    meetings: dict[str, Meeting | None] = field(default_factory=dict)
+
+    async def meeting(self, meeting_id: str) -> Meeting | None:
+        if meeting_id not in self.meetings:
+            self.meetings[meeting_id] = await repository.load_meeting(self.conn, meeting_id)
+        return self.meetings[meeting_id]
+
+    async def update_meeting(self, meeting_id: str, **values: Any) -> None:
+        self.meetings.pop(meeting_id, None)
+        await repository.update_meeting(self.conn, meeting_id, self.now, **values)
 
     def emit(
         self,
