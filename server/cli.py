@@ -127,8 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     create.add_argument("--database-url", help="SQLAlchemy URL (TING_DATABASE_URL)")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = _settings(args)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("ting").setLevel(settings.log_level.upper())
     if args.command in ("serve", "demo"):
         serve(settings, seed_demo=args.command == "demo")
         return
