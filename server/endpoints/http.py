@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import orjson
@@ -125,7 +126,12 @@ async def events(request: Request) -> Response:
 async def command(request: Request) -> Response:
     """The same command frames as the WebSocket, through the same dispatcher."""
     services = services_of(request)
-    actor = await authenticate(services, request.path_params["meeting_id"], bearer(request))
+    try:
+        actor = await authenticate(services, request.path_params["meeting_id"], bearer(request))
+    except DomainError as exc:
+        # Every reply of this route is a command reply, a refused token too.
+        services.metrics.errors.labels(exc.code.value).inc()
+        return error_response(exc, error_frame(None, exc))
     ref = None
     try:
         obj = await read_json(request)
@@ -173,8 +179,12 @@ async def qr_svg(request: Request) -> Response:
     services = services_of(request)
     meeting = await meetings.load_visible_meeting(services, request.path_params["meeting_id"], None)
     qr = segno.make(meetings.join_url(services, meeting), error="m")
-    svg = qr.svg_inline(scale=8, border=2, dark="#000", light="#fff", omitsize=True)
-    return Response(svg, media_type="image/svg+xml", headers={"cache-control": "max-age=300"})
+    # A standalone SVG document: it needs its namespace to render in an <img>.
+    out = io.BytesIO()
+    qr.save(out, kind="svg", scale=8, border=2, dark="#000", light="#fff", xmldecl=False,
+            svgns=True, omitsize=True)
+    return Response(out.getvalue(), media_type="image/svg+xml",
+                    headers={"cache-control": "max-age=300"})
 
 
 async def healthz(request: Request) -> Response:

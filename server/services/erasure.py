@@ -13,7 +13,7 @@ import secrets
 from typing import Any
 
 from server.domain.errors import not_found
-from server.domain.models import EventKind, Status
+from server.domain.models import EventKind, Kind, Source, Status
 from server.protocol import CLOSE_UNAUTHORIZED
 from server.services.context import Services, hash_secret
 from server.services.votes import publish_counts
@@ -30,7 +30,13 @@ async def erase(services: Services, meeting_id: str, participant_id: str) -> dic
             raise not_found(f"no participant {participant_id!r} in this meeting")
         meeting = await tx.meeting(meeting_id)
         assert meeting is not None
-        own = await repository.messages_by_author(tx.conn, participant_id)
+        # What they wrote themselves. Topics and what a moderator logged from
+        # the floor are the meeting's record, not the moderator's own words.
+        own = [
+            m
+            for m in await repository.messages_by_author(tx.conn, participant_id)
+            if m.source is Source.ONLINE and m.kind is not Kind.TOPIC
+        ]
         for message in own:
             await repository.update_message(
                 tx.conn,
@@ -56,6 +62,9 @@ async def erase(services: Services, meeting_id: str, participant_id: str) -> dic
             tx.emit(
                 meeting_id, EventKind.MESSAGE_UPDATED, updated.to_record(), message_id=updated.id
             )
+        identity = await repository.participant_identity(tx.conn, participant_id)
+        if identity is not None and identity.name:
+            await _forget_answerer(tx, meeting_id, identity.name, identity.role)
         voted_on = await repository.delete_votes_of(tx.conn, participant_id)
         await repository.delete_personal_events(tx.conn, participant_id)
         if voted_on:
@@ -74,3 +83,27 @@ async def erase(services: Services, meeting_id: str, participant_id: str) -> dic
     if services.settings.is_sqlite:
         await services.writer.maintain(purge_file_copies)
     return result
+
+
+async def _forget_answerer(tx: Tx, meeting_id: str, name: str, role: str) -> None:
+    """Their name also stands as `answered_by` on the questions they answered.
+
+    It gives way to their role (what an answer by someone without a name
+    shows), on the question and in every logged copy of it.
+    """
+    questions = [
+        m for m in await repository.list_messages(tx.conn, meeting_id) if m.kind is Kind.QUESTION
+    ]
+    for event in await repository.events_about(tx.conn, [m.id for m in questions]):
+        if event.data.get("answered_by") == name:
+            await repository.rewrite_event(
+                tx.conn, event.meeting_id, event.seq, event.data | {"answered_by": role}
+            )
+    for message in questions:
+        if message.answered_by == name:
+            updated = await repository.update_message(
+                tx.conn, message.id, answered_by=role, updated_at=tx.now
+            )
+            tx.emit(
+                meeting_id, EventKind.MESSAGE_UPDATED, updated.to_record(), message_id=updated.id
+            )

@@ -220,6 +220,17 @@ async def participant_exists(conn: AsyncConnection, meeting_id: str, participant
     return row is not None
 
 
+async def participant_identity(conn: AsyncConnection, participant_id: str) -> Any | None:
+    """The role and name of a participant (None if there is no such participant)."""
+    return (
+        await conn.execute(
+            select(participants.c.role, participants.c.name).where(
+                participants.c.id == participant_id
+            )
+        )
+    ).first()
+
+
 async def erase_participant(
     conn: AsyncConnection, participant_id: str, now: str, token_hash: str
 ) -> None:
