@@ -130,9 +130,16 @@ async def create_meeting(services: Services, body: Any) -> dict[str, Any]:
     keys = {role: new_token() for role in ("moderator", "speaker", "screen")}
 
     async def job(tx: Tx) -> Meeting:
-        mid = meeting_id or slugify(title)
-        if await repository.meeting_exists(tx.conn, mid):
-            raise conflict(f"a meeting {mid!r} exists already")
+        if meeting_id is not None:
+            if await repository.meeting_exists(tx.conn, meeting_id):
+                raise conflict(f"a meeting {meeting_id!r} exists already")
+            mid = meeting_id
+        else:
+            # A made-up id has a short random suffix (4 hex digits), so meetings
+            # with one title can clash: draw again, as for the join code.
+            mid = slugify(title)
+            while await repository.meeting_exists(tx.conn, mid):
+                mid = slugify(title)
         code = new_code()
         while await repository.code_taken(tx.conn, code):
             code = new_code()

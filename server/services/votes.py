@@ -23,8 +23,11 @@ log = logging.getLogger("ting.votes")
 async def publish_counts(tx: Tx, meeting_id: str, counts: dict[int, int]) -> None:
     """Store the counts as published and emit one public votes.updated.
 
-    Counts of messages the public cannot see are marked with their author,
-    so that only staff and that author receive them.
+    Counts of messages the public cannot see at all (pending, rejected) are
+    marked with their author, so that only staff and that author receive
+    them. Hidden, withdrawn and erased messages are seen by everybody as
+    placeholders, votes included, so their counts go to everybody: a reader
+    who missed them would hold a count that its next snapshot contradicts.
     """
     if not counts:
         return
@@ -33,7 +36,7 @@ async def publish_counts(tx: Tx, meeting_id: str, counts: dict[int, int]) -> Non
     for message_id, count in sorted(counts.items()):
         message = await repository.update_message(tx.conn, message_id, votes=count)
         changed[str(message_id)] = count
-        if message.status is not Status.VISIBLE:
+        if message.status in (Status.PENDING, Status.REJECTED):
             restricted[str(message_id)] = message.author_id
     data: dict[str, object] = {"counts": changed}
     if restricted:
