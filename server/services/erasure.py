@@ -22,6 +22,9 @@ from server.store.database import purge_file_copies
 from server.store.writer import Tx
 
 SCRUBBED_FIELDS = {"body": "", "author_name": None, "client_id": None, "reason": None}
+# Logged copies say what the message is now, so that a replay never shows an
+# empty message as if it were still visible.
+LOGGED_COPY = SCRUBBED_FIELDS | {"status": "erased", "pinned": False}
 
 
 async def erase(services: Services, meeting_id: str, participant_id: str) -> dict[str, Any]:
@@ -54,7 +57,7 @@ async def erase(services: Services, meeting_id: str, participant_id: str) -> dic
             is_message = event.kind in (EventKind.MESSAGE_CREATED, EventKind.MESSAGE_UPDATED)
             if is_message and event.data.get("author_id") == participant_id:
                 await repository.rewrite_event(
-                    tx.conn, event.meeting_id, event.seq, event.data | SCRUBBED_FIELDS
+                    tx.conn, event.meeting_id, event.seq, event.data | LOGGED_COPY
                 )
         for message in own:
             updated = await repository.load_message(tx.conn, message.id)
