@@ -23,6 +23,8 @@ from typing import Any
 
 from playwright.async_api import Browser, BrowserContext, Page
 
+from tests import schemas
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -88,6 +90,8 @@ class Probe:
     console_errors: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
     dialogs: list[str] = field(default_factory=list)
+    # Frames the page received that do not match schema/ (see watch_frames).
+    schema_errors: list[str] = field(default_factory=list)
 
     async def csp_violations(self) -> list[dict[str, Any]]:
         try:
@@ -103,6 +107,7 @@ class Probe:
         assert not violations and not csp_console, (self.name, state, violations, csp_console)
         assert not self.page_errors, (self.name, state, self.page_errors)
         assert not self.dialogs, (self.name, state, self.dialogs)
+        assert not self.schema_errors, (self.name, state, self.schema_errors)
         if axe:
             await check_axe(self.page, f"{self.name}: {state}")
 
@@ -146,8 +151,21 @@ async def open_page(
         await dialog.dismiss()
 
     page.on("dialog", on_dialog)
+    page.on("websocket", lambda ws: watch_frames(ws, probe))
     await page.goto(url)
     return context, probe
+
+
+def watch_frames(ws: Any, probe: Probe) -> None:
+    """Validate every frame the server sends to the page against schema/."""
+
+    def received(payload: str | bytes) -> None:
+        try:
+            schemas.validate_server_frame(json.loads(payload))
+        except (AssertionError, ValueError) as exc:
+            probe.schema_errors.append(str(exc)[:500])
+
+    ws.on("framereceived", received)
 
 
 async def sign_in(probe: Probe, name: str) -> None:
