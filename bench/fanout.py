@@ -448,7 +448,7 @@ async def _resume_on(
         else:
             digest_error = None
             break
-    digests = await fleet.call("digests", group=group)
+    digests = await fleet.call("digests", group=group, since=ready)
     by_digest: Counter[str] = Counter()
     for d in digests:
         by_digest.update(d["digests"])
@@ -469,6 +469,7 @@ async def _resume_on(
         "server_tracebacks": server.tracebacks,
         "distinct_states": len(by_digest),
         "own_vote_shown": added(digests, "own_vote_shown"),
+        "resynced_at_check": added(digests, "resynced"),
         "order_errors": added(counters, "order_errors"),
         "server_cpu": cpu,
         "machine": machine,

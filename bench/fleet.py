@@ -476,11 +476,13 @@ class Worker:
             "served": _times(served),
         }
 
-    async def rpc_digests(self, group: str) -> dict[str, Any]:
+    async def rpc_digests(self, group: str, since: float = 0.0) -> dict[str, Any]:
+        """State digests of the clients that (re)synced at or after `since`."""
         g = self.groups[group]
-        digests = Counter(c.digest() for c in g.clients)
-        own = sum(1 for c in g.clients if c.my_vote is None or c.voted == {c.my_vote})
-        return {"digests": dict(digests), "own_vote_shown": own}
+        fresh = [c for c in g.clients if c.link is not None and c.welcome_at >= since]
+        digests = Counter(c.digest() for c in fresh)
+        own = sum(1 for c in fresh if c.my_vote is None or c.voted == {c.my_vote})
+        return {"digests": dict(digests), "own_vote_shown": own, "resynced": len(fresh)}
 
     # --- ingest -----------------------------------------------------------------
 

@@ -273,7 +273,7 @@ def rows(results: dict[str, Any], clients: int) -> list[Row]:
                 "resume storm",
                 f"restart under {tr['clients']} clients",
                 _num(p99, "p99 {:.2f} s") + f", {tr['converged']}/{tr['clients']} resumed, "
-                f"{tr['state_equals_snapshot']} = snapshot",
+                f"{tr['state_equals_snapshot']} resumed = snapshot",
                 "",
                 "",
                 "all converged, p99 ≤ 3 s",
