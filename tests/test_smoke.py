@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tests.support import Api, Meeting, connect
+from tests.support import Api, Meeting, client_id, connect
 
 
 async def test_posted_question_reaches_another_citizen_live(api: Api, meeting: Meeting) -> None:
@@ -18,3 +18,22 @@ async def test_posted_question_reaches_another_citizen_live(api: Api, meeting: M
         assert event["data"]["author"] == {"name": "Alice", "role": "citizen"}
         assert event["data"]["mine"] is False
         assert event["data"]["id"] == question["id"]
+
+
+async def test_pipelined_commands_are_acked_in_the_order_sent(api: Api, meeting: Meeting) -> None:
+    citizen = await meeting.citizen()
+    async with connect(api.server, meeting.id, citizen["token"]) as sock:
+        await sock.recv()
+        refs = [f"pipe-{i}" for i in range(12)]
+        for i, ref in enumerate(refs):
+            await sock.send({"type": "post", "ref": ref, "body": f"question {i}",
+                             "parent_id": None, "client_id": client_id()})
+        acks = []
+        while len(acks) < len(refs):
+            frame = await sock.recv(10)
+            if frame["type"] in ("ack", "error"):
+                acks.append(frame)
+        assert [a["ref"] for a in acks] == refs
+        assert all(a["type"] == "ack" for a in acks)
+        bodies = [a["result"]["message"]["body"] for a in acks]
+        assert bodies == [f"question {i}" for i in range(12)]

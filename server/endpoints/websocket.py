@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from urllib.parse import urlsplit
 
 import orjson
@@ -17,10 +18,12 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from server.domain.errors import DomainError, ErrorCode
+from server.domain.models import Actor
 from server.protocol import (
     CLOSE_FORBIDDEN,
     CLOSE_HELLO_TIMEOUT,
     CLOSE_MALFORMED_HELLO,
+    Command,
     Ping,
     error_frame,
     parse_command,
@@ -118,27 +121,72 @@ async def _serve(websocket: WebSocket, services: Services, session: Session) -> 
 
 
 async def _read(websocket: WebSocket, services: Services, session: Session) -> None:
+    """Keeps reading while commands run, so that pongs and closes are never stuck
+    behind a slow commit (uvicorn stops reading a socket whose app does not)."""
     sub = session.subscriber
     actor = session.actor
-    while True:
-        raw = await _receive_text(websocket)
-        if raw is None:
-            return
-        ref = None
-        try:
-            obj = parse_json(raw)
-            ref = parse_ref(obj)
-            cmd = parse_command(obj)
-            if isinstance(cmd, Ping):
-                sub.push(orjson.dumps(pong_frame(cmd.ref)))
-                continue
-            if actor is None:
-                raise DomainError(ErrorCode.FORBIDDEN, "a viewer without a token only reads")
-            result = await commands.dispatch(services, actor, cmd, "ws")
-        except DomainError as exc:
-            sub.push(orjson.dumps(error_frame(ref, exc)))
-            continue
-        sub.push(orjson.dumps({"type": "ack", "ref": cmd.ref, "result": result}))
+    runner = _CommandRunner(services, session)
+    try:
+        while True:
+            raw = await _receive_text(websocket)
+            if raw is None:
+                return
+            ref = None
+            try:
+                obj = parse_json(raw)
+                ref = parse_ref(obj)
+                cmd = parse_command(obj)
+                if isinstance(cmd, Ping):
+                    sub.push(orjson.dumps(pong_frame(cmd.ref)))
+                    continue
+                if actor is None:
+                    raise DomainError(ErrorCode.FORBIDDEN, "a viewer without a token only reads")
+                runner.submit(actor, cmd)
+            except DomainError as exc:
+                sub.push(orjson.dumps(error_frame(ref, exc)))
+    finally:
+        runner.cancel()
+
+
+# Commands of one connection waiting for their turn. A phone has a few in
+# flight (its offline outbox replays them at once after a drop); a client
+# with hundreds unacknowledged is flooding, and gets rate_limited.
+MAX_PENDING_COMMANDS = 256
+
+
+class _CommandRunner:
+    """Runs one connection's commands in order, one at a time, in a task of its own
+    that exists only while commands wait."""
+
+    def __init__(self, services: Services, session: Session) -> None:
+        self._services = services
+        self._sub = session.subscriber
+        self._waiting: deque[tuple[Actor, Command]] = deque()
+        self._task: asyncio.Task[None] | None = None
+
+    def submit(self, actor: Actor, cmd: Command) -> None:
+        if len(self._waiting) >= MAX_PENDING_COMMANDS:
+            raise DomainError(ErrorCode.RATE_LIMITED, "too many commands waiting; wait for acks")
+        self._waiting.append((actor, cmd))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while self._waiting:
+            actor, cmd = self._waiting.popleft()
+            try:
+                result = await commands.dispatch(self._services, actor, cmd, "ws")
+            except DomainError as exc:
+                self._sub.push(orjson.dumps(error_frame(cmd.ref, exc)))
+            else:
+                self._sub.push(orjson.dumps({"type": "ack", "ref": cmd.ref, "result": result}))
+
+    def cancel(self) -> None:
+        # Commands not started are dropped unacked (the client retries them
+        # with the same client_id); one already handed to the writer completes.
+        self._waiting.clear()
+        if self._task is not None:
+            self._task.cancel()
 
 
 async def _write(websocket: WebSocket, session: Session) -> None:
