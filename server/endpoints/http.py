@@ -14,7 +14,15 @@ from starlette.routing import Route
 
 from server.domain.errors import HTTP_STATUS, DomainError, ErrorCode, invalid
 from server.domain.models import STAFF, Phase
-from server.protocol import Ping, error_frame, parse_command, parse_json, parse_ref, pong_frame
+from server.protocol import (
+    Ping,
+    ack_frame,
+    error_frame,
+    parse_command,
+    parse_json,
+    parse_ref,
+    pong_frame,
+)
 from server.services import commands, erasure, export, meetings
 from server.services.context import Services, authenticate, unauthorized
 
@@ -142,7 +150,7 @@ async def command(request: Request) -> Response:
         result = await commands.dispatch(services, actor, cmd, "http")
     except DomainError as exc:
         return error_response(exc, error_frame(ref, exc))
-    return JSONResponse({"type": "ack", "ref": cmd.ref, "result": result})
+    return JSONResponse(ack_frame(cmd.ref, result))
 
 
 async def export_minutes(request: Request) -> Response:

@@ -25,6 +25,7 @@ from server.protocol import (
     CLOSE_MALFORMED_HELLO,
     Command,
     Ping,
+    ack_frame,
     error_frame,
     parse_command,
     parse_hello,
@@ -179,7 +180,7 @@ class _CommandRunner:
             except DomainError as exc:
                 self._sub.push(orjson.dumps(error_frame(cmd.ref, exc)))
             else:
-                self._sub.push(orjson.dumps({"type": "ack", "ref": cmd.ref, "result": result}))
+                self._sub.push(orjson.dumps(ack_frame(cmd.ref, result)))
 
     def cancel(self) -> None:
         # Commands not started are dropped unacked (the client retries them
