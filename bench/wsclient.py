@@ -282,6 +282,8 @@ class Client:
         self.index = index
         self.token = token
         self.link: Link | None = None
+        # The link of the connect in progress, until it is welcomed or given up.
+        self.attempt: Link | None = None
         self.last_seq = 0
         self.synced_once = False
         self.messages: dict[int, bytes] = {}
@@ -317,31 +319,37 @@ class Client:
         # A try that timed out may still fail later; nobody waits for it then.
         self._synced.add_done_callback(_retrieve)
         self.attempt_at = time.monotonic()
+        # Only this try's link may complete it: a link of an earlier try that
+        # closes late must not fail this one (under a storm, closes are slow).
+        link = self.attempt = Link(self)
         try:
-            await asyncio.wait_for(self._open(), limit)
+            await asyncio.wait_for(
+                loop.create_connection(lambda: link, self.pool.host, self.pool.port), limit
+            )
             await asyncio.wait_for(asyncio.shield(self._synced), limit)
         except BaseException:
-            if self.link is not None:
-                self.link.close()
+            link.close()
             raise
-
-    async def _open(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.create_connection(lambda: Link(self), self.pool.host, self.pool.port)
+        finally:
+            if self.attempt is link:
+                self.attempt = None
 
     def on_open(self, link: Link) -> None:
+        if link is not self.attempt:
+            link.close()  # its try was given up before the handshake ended
+            return
         self.link = link
         self.connects += 1
         hello = {"type": "hello", "token": self.token, "since": self._since}
         link.send(orjson.dumps(hello))
 
     def on_handshake_failed(self, link: Link, exc: Exception) -> None:
-        if self._synced is not None and not self._synced.done():
+        if link is self.attempt and self._synced is not None and not self._synced.done():
             self._synced.set_exception(HandshakeFailed(str(exc)))
 
     def on_lost(self, link: Link, code: int) -> None:
         if link is not self.link:
-            if self._synced is not None and not self._synced.done():
+            if link is self.attempt and self._synced is not None and not self._synced.done():
                 self._synced.set_exception(ConnectionError(f"closed {code} before welcome"))
             return
         self.link = None
@@ -371,9 +379,13 @@ class Client:
                 since = self.last_seq if self.synced_once else None
                 try:
                     await self.connect(since=since, limit=10.0)
-                    return
                 except (OSError, TimeoutError, HandshakeFailed, ConnectionError):
-                    pass
+                    continue
+                # The socket may have been closed between the welcome and this
+                # line (a server going down sends both in one read); on_lost saw
+                # `reconnecting` still set and left the retry to this loop.
+                if self.link is not None:
+                    return
         finally:
             self.reconnecting = False
 
