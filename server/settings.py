@@ -48,16 +48,18 @@ class Settings:
     hello_timeout: float = 5.0
     # Largest HTTP request body (a basis text of 50,000 characters fits).
     http_max_body: int = 256 * 1024
-    # How often coalesced vote counts are published.
-    vote_interval: float = 0.25
+    # How often coalesced vote counts are published: at most 4 a second, which
+    # with the voter's own confirmation keeps a phone at 5 vote frames a second at most.
+    vote_interval: float = 0.3
     # How often presence counts are pushed when they changed.
     presence_interval: float = 1.0
     # Resume gaps larger than this are answered with a snapshot instead.
     replay_limit: int = 10_000
     # Events kept per meeting for replay; 0 keeps all of them.
     event_retention: int = 0
-    # Commands a writer transaction may group before it commits.
-    writer_batch: int = 64
+    # Commands a writer transaction may group before it commits, for one fsync:
+    # 256 took the writer alone from ~3,800 to ~4,600 posts/s over 64.
+    writer_batch: int = 256
     # Citizens' token buckets: burst size and refill per second.
     post_burst: int = 5
     post_rate: float = 0.2

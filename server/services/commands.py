@@ -1,14 +1,17 @@
 """The command dispatcher both transports share (WebSocket frame and HTTP POST).
 
-Each command is one job for the writer: it loads what it needs inside the
-transaction, checks it with the domain rules, writes, and emits the events
-it causes. The ack is returned only after the commit.
+Each command is one job for the writer, a plain function run on the
+writer's thread: it loads what it needs inside the transaction, checks it
+with the domain rules, writes, and emits the events it causes. Every check
+comes before the first write: the writer runs a batch without a savepoint
+per job and counts on a refused command having written nothing. The ack is
+returned only after the commit.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from server.domain import rules
@@ -81,19 +84,19 @@ def _check_rate(services: Services, actor: Actor, command: Command) -> None:
         raise DomainError(ErrorCode.RATE_LIMITED, "too many in a short time; wait a moment")
 
 
-Handler = Callable[[Services, Tx, Actor, Meeting, Any], Awaitable[Result]]
+Handler = Callable[[Services, Tx, Actor, Meeting, Any], Result]
 
 
 def _job(
     services: Services, handler: Handler, actor: Actor, command: Command
-) -> Callable[[Tx], Awaitable[Result]]:
-    async def job(tx: Tx) -> Result:
-        meeting = await tx.meeting(actor.meeting_id)
+) -> Callable[[Tx], Result]:
+    def job(tx: Tx) -> Result:
+        meeting = tx.meeting(actor.meeting_id)
         if meeting is None:
             raise not_found(f"no meeting {actor.meeting_id!r}")
         check_can_see_meeting(actor, meeting)
         rules.check_command(actor, meeting, command.type_name)
-        return await handler(services, tx, actor, meeting, command)
+        return handler(services, tx, actor, meeting, command)
 
     return job
 
@@ -101,9 +104,9 @@ def _job(
 # --- helpers ----------------------------------------------------------------
 
 
-async def _message_for(tx: Tx, actor: Actor, meeting: Meeting, message_id: int) -> Message:
+def _message_for(tx: Tx, actor: Actor, meeting: Meeting, message_id: int) -> Message:
     """A message of this meeting that the actor may know exists."""
-    message = await repository.load_message(tx.conn, message_id)
+    message = repository.load_message(tx.conn, message_id)
     if message is None or message.meeting_id != meeting.id:
         raise not_found(f"no message {message_id}")
     if project_message(message.to_record(), viewer_of(actor)) is None:
@@ -119,23 +122,23 @@ def _message_result(actor: Actor, message: Message) -> Result:
     return {"message": project_message(message.to_record(), viewer_of(actor))}
 
 
-async def _update(tx: Tx, message: Message, **values: Any) -> Message:
-    updated = await repository.update_message(tx.conn, message.id, updated_at=tx.now, **values)
+def _update(tx: Tx, message: Message, **values: Any) -> Message:
+    updated = repository.update_message(tx.conn, message.id, updated_at=tx.now, **values)
     _emit_message(tx, EventKind.MESSAGE_UPDATED, updated)
     return updated
 
 
-async def _set_spotlight(tx: Tx, meeting: Meeting, message_id: int | None) -> None:
-    await tx.update_meeting(meeting.id, spotlight=message_id)
+def _set_spotlight(tx: Tx, meeting: Meeting, message_id: int | None) -> None:
+    tx.update_meeting(meeting.id, spotlight=message_id)
     tx.emit(meeting.id, EventKind.SPOTLIGHT_CHANGED, {"message_id": message_id})
 
 
-async def _leave_spotlight_if_gone(tx: Tx, meeting: Meeting, message: Message) -> None:
+def _leave_spotlight_if_gone(tx: Tx, meeting: Meeting, message: Message) -> None:
     if meeting.spotlight == message.id and not rules.stays_in_spotlight(message):
-        await _set_spotlight(tx, meeting, None)
+        _set_spotlight(tx, meeting, None)
 
 
-async def _insert(
+def _insert(
     tx: Tx,
     actor: Actor,
     meeting: Meeting,
@@ -150,7 +153,7 @@ async def _insert(
     author_role: Role,
     status: Status,
 ) -> Message:
-    inserted = await repository.insert_message(
+    inserted = repository.insert_message(
         tx.conn,
         meeting_id=meeting.id,
         parent_id=parent.id if parent else None,
@@ -174,7 +177,7 @@ async def _insert(
     )
     if inserted is None:
         # Stored before under this client_id (a retry): the same message, nothing new.
-        stored = await _stored(tx, actor, client_id)
+        stored = _stored(tx, actor, client_id)
         assert stored is not None
         return stored
     message = inserted
@@ -183,33 +186,33 @@ async def _insert(
     if answers_question and parent is not None and parent.answered is Answered.UNANSWERED:
         state = Answered.ORAL if source is Source.FLOOR else Answered.WRITTEN
         by = author_name or actor.name or author_role.value
-        await _update(tx, parent, answered=state, answered_by=by)
+        _update(tx, parent, answered=state, answered_by=by)
     return message
 
 
-async def _parent(tx: Tx, actor: Actor, meeting: Meeting, parent_id: int | None) -> Message | None:
+def _parent(tx: Tx, actor: Actor, meeting: Meeting, parent_id: int | None) -> Message | None:
     if parent_id is None:
         return None
-    return await _message_for(tx, actor, meeting, parent_id)
+    return _message_for(tx, actor, meeting, parent_id)
 
 
 # --- handlers ----------------------------------------------------------------
 
 
-async def post(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Post) -> Result:
+def post(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Post) -> Result:
     try:
-        parent = await _parent(tx, actor, meeting, cmd.parent_id)
+        parent = _parent(tx, actor, meeting, cmd.parent_id)
         kind = rules.resolve_kind(actor, cmd.kind, parent)
         depth = rules.check_post(actor, meeting, kind, parent)
         body = rules.check_text(cmd.body, field="body", limit=meeting.settings.max_body)
     except DomainError:
         # A retry of a post stored earlier gets its ack, whatever changed since.
-        stored = await _stored(tx, actor, cmd.client_id)
+        stored = _stored(tx, actor, cmd.client_id)
         if stored is None:
             raise
         return _message_result(actor, stored)
     anonymous = meeting.settings.anonymous and actor.role is Role.CITIZEN
-    message = await _insert(
+    message = _insert(
         tx,
         actor,
         meeting,
@@ -226,9 +229,9 @@ async def post(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: 
     return _message_result(actor, message)
 
 
-async def floor(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Floor) -> Result:
+def floor(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Floor) -> Result:
     try:
-        parent = await _parent(tx, actor, meeting, cmd.parent_id)
+        parent = _parent(tx, actor, meeting, cmd.parent_id)
         kind = cmd.kind or (
             Kind.QUESTION if parent is None or parent.kind is Kind.TOPIC else Kind.COMMENT
         )
@@ -236,11 +239,11 @@ async def floor(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd:
         body = rules.check_text(cmd.body, field="body", limit=meeting.settings.max_body)
         speaker = rules.check_name(cmd.speaker_name)
     except DomainError:
-        stored = await _stored(tx, actor, cmd.client_id)
+        stored = _stored(tx, actor, cmd.client_id)
         if stored is None:
             raise
         return _message_result(actor, stored)
-    message = await _insert(
+    message = _insert(
         tx,
         actor,
         meeting,
@@ -258,22 +261,22 @@ async def floor(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd:
     return _message_result(actor, message)
 
 
-async def _stored(tx: Tx, actor: Actor, client_id: str | None) -> Message | None:
+def _stored(tx: Tx, actor: Actor, client_id: str | None) -> Message | None:
     """The message this author already stored under this client_id, if any."""
     if client_id is None or actor.participant_id is None:
         return None
-    return await repository.message_by_client_id(tx.conn, actor.participant_id, client_id)
+    return repository.message_by_client_id(tx.conn, actor.participant_id, client_id)
 
 
-async def vote(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Vote) -> Result:
+def vote(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Vote) -> Result:
     assert actor.participant_id is not None
-    message = await _message_for(tx, actor, meeting, cmd.message_id)
+    message = _message_for(tx, actor, meeting, cmd.message_id)
     if cmd.value:
         rules.check_votable(meeting, message)
-        changed = await repository.add_vote(tx.conn, meeting.id, message.id, actor.participant_id)
+        changed = repository.add_vote(tx.conn, meeting.id, message.id, actor.participant_id)
     else:
-        changed = await repository.remove_vote(tx.conn, message.id, actor.participant_id)
-    count = (await repository.count_votes(tx.conn, [message.id]))[message.id]
+        changed = repository.remove_vote(tx.conn, message.id, actor.participant_id)
+    count = repository.count_votes(tx.conn, [message.id])[message.id]
     if changed:
         key = str(message.id)
         tx.emit(
@@ -286,57 +289,53 @@ async def vote(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: 
     return {"message_id": message.id, "votes": count, "voted": bool(cmd.value)}
 
 
-async def withdraw(
-    services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Withdraw
-) -> Result:
-    message = await _message_for(tx, actor, meeting, cmd.message_id)
+def withdraw(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Withdraw) -> Result:
+    message = _message_for(tx, actor, meeting, cmd.message_id)
     rules.check_withdraw(actor, message)
-    updated = await _update(tx, message, status=Status.WITHDRAWN, pinned=False)
-    await _leave_spotlight_if_gone(tx, meeting, updated)
+    updated = _update(tx, message, status=Status.WITHDRAWN, pinned=False)
+    _leave_spotlight_if_gone(tx, meeting, updated)
     return _message_result(actor, updated)
 
 
-async def moderate(
-    services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Moderate
-) -> Result:
-    message = await _message_for(tx, actor, meeting, cmd.message_id)
+def moderate(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Moderate) -> Result:
+    message = _message_for(tx, actor, meeting, cmd.message_id)
     new_status = rules.check_moderate(cmd.action, message)
     reason = rules.check_reason(cmd.reason)
     if cmd.action in ("pin", "unpin"):
-        updated = await _update(tx, message, pinned=cmd.action == "pin")
+        updated = _update(tx, message, pinned=cmd.action == "pin")
     else:
         assert new_status is not None
         keep_reason = new_status in (Status.HIDDEN, Status.REJECTED)
         values: dict[str, Any] = {"status": new_status, "reason": reason if keep_reason else None}
         if new_status is Status.HIDDEN:
             values["pinned"] = False
-        updated = await _update(tx, message, **values)
-    await _leave_spotlight_if_gone(tx, meeting, updated)
+        updated = _update(tx, message, **values)
+    _leave_spotlight_if_gone(tx, meeting, updated)
     return _message_result(actor, updated)
 
 
-async def answered(
+def answered(
     services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: MarkAnswered
 ) -> Result:
-    message = await _message_for(tx, actor, meeting, cmd.message_id)
+    message = _message_for(tx, actor, meeting, cmd.message_id)
     rules.check_answerable(message)
     by = rules.check_name(cmd.by)
-    updated = await _update(
+    updated = _update(
         tx, message, answered=cmd.state, answered_by=rules.answered_by(cmd.state, by, actor)
     )
     return _message_result(actor, updated)
 
 
-async def merge(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Merge) -> Result:
-    source = await _message_for(tx, actor, meeting, cmd.message_id)
-    target = await _message_for(tx, actor, meeting, cmd.into)
+def merge(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Merge) -> Result:
+    source = _message_for(tx, actor, meeting, cmd.message_id)
+    target = _message_for(tx, actor, meeting, cmd.into)
     rules.check_merge(source, target)
-    source_voters = set(await repository.voters(tx.conn, source.id))
-    target_voters = set(await repository.voters(tx.conn, target.id))
-    await repository.move_votes(tx.conn, source.id, target.id)
-    counts = await repository.count_votes(tx.conn, [source.id, target.id])
-    updated = await _update(tx, source, merged_into=target.id, pinned=False, votes=0)
-    await publish_counts(tx, meeting.id, counts)
+    source_voters = set(repository.voters(tx.conn, source.id))
+    target_voters = set(repository.voters(tx.conn, target.id))
+    repository.move_votes(tx.conn, source.id, target.id)
+    counts = repository.count_votes(tx.conn, [source.id, target.id])
+    updated = _update(tx, source, merged_into=target.id, pinned=False, votes=0)
+    publish_counts(tx, meeting.id, counts)
     # Each person whose vote moved learns that they now back the target.
     for participant_id in sorted(source_voters):
         voted = {str(source.id): False, str(target.id): True}
@@ -348,30 +347,26 @@ async def merge(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd:
             {"counts": {str(target.id): counts[target.id], str(source.id): 0}, "voted": voted},
             recipient=participant_id,
         )
-    await _leave_spotlight_if_gone(tx, meeting, updated)
+    _leave_spotlight_if_gone(tx, meeting, updated)
     return _message_result(actor, updated)
 
 
-async def spotlight(
-    services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Spotlight
-) -> Result:
+def spotlight(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: Spotlight) -> Result:
     if cmd.message_id is not None:
-        message = await _message_for(tx, actor, meeting, cmd.message_id)
+        message = _message_for(tx, actor, meeting, cmd.message_id)
         rules.check_spotlight(message)
     if meeting.spotlight != cmd.message_id:
-        await _set_spotlight(tx, meeting, cmd.message_id)
+        _set_spotlight(tx, meeting, cmd.message_id)
     return {"message_id": cmd.message_id}
 
 
-async def phase(
-    services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: SetPhase
-) -> Result:
+def phase(services: Services, tx: Tx, actor: Actor, meeting: Meeting, cmd: SetPhase) -> Result:
     rules.check_phase_move(meeting.phase, cmd.phase)
-    await tx.update_meeting(meeting.id, phase=cmd.phase)
+    tx.update_meeting(meeting.id, phase=cmd.phase)
     if meeting.spotlight is not None and cmd.phase is not Phase.LIVE:
         # The big screen shows a spotlight only while the meeting is live.
-        await _set_spotlight(tx, meeting, None)
-    updated = await tx.meeting(meeting.id)
+        _set_spotlight(tx, meeting, None)
+    updated = tx.meeting(meeting.id)
     assert updated is not None
     tx.emit(meeting.id, EventKind.MEETING_UPDATED, updated.to_json())
     return {"meeting": updated.to_json()}

@@ -45,8 +45,8 @@ class _Topic:
 
 async def minutes(services: Services, meeting_id: str, fmt: str) -> tuple[bytes, str]:
     async with services.read() as conn:
-        meeting = await repository.load_meeting(conn, meeting_id)
-        messages = await repository.list_messages(conn, meeting_id)
+        meeting = await conn.run_sync(repository.load_meeting, meeting_id)
+        messages = await conn.run_sync(repository.list_messages, meeting_id)
     assert meeting is not None
     topics = _tree(messages)
     render = {"md": _markdown, "csv": _csv, "json": _json}[fmt]

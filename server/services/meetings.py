@@ -7,6 +7,8 @@ import secrets
 from dataclasses import replace
 from typing import Any
 
+import orjson
+
 from server.domain import rules
 from server.domain.errors import DomainError, ErrorCode, conflict, forbidden, invalid, not_found
 from server.domain.models import (
@@ -18,9 +20,9 @@ from server.domain.models import (
     Phase,
     Role,
 )
-from server.domain.views import Viewer, project_event, project_message
+from server.domain.views import PUBLIC_VIEWER, Viewer, project_event, project_rows
 from server.services.context import Services, authenticate, check_can_see_meeting, hash_secret
-from server.store import repository
+from server.store import reads, repository
 from server.store.writer import Tx
 
 # Join codes avoid look-alikes (0/O, 1/I/L) so they can be read off a wall.
@@ -129,22 +131,22 @@ async def create_meeting(services: Services, body: Any) -> dict[str, Any]:
         raise invalid("a new meeting starts as draft, open or live")
     keys = {role: new_token() for role in ("moderator", "speaker", "screen")}
 
-    async def job(tx: Tx) -> Meeting:
+    def job(tx: Tx) -> Meeting:
         if meeting_id is not None:
-            if await repository.meeting_exists(tx.conn, meeting_id):
+            if repository.meeting_exists(tx.conn, meeting_id):
                 raise conflict(f"a meeting {meeting_id!r} exists already")
             mid = meeting_id
         else:
             # A made-up id has a short random suffix (4 hex digits), so meetings
             # with one title can clash: draw again, as for the join code.
             mid = slugify(title)
-            while await repository.meeting_exists(tx.conn, mid):
+            while repository.meeting_exists(tx.conn, mid):
                 mid = slugify(title)
         code = new_code()
-        while await repository.code_taken(tx.conn, code):
+        while repository.code_taken(tx.conn, code):
             code = new_code()
         meeting = Meeting(mid, title, basis, phase, code, language, settings, None, tx.now)
-        await repository.insert_meeting(
+        repository.insert_meeting(
             tx.conn, meeting, {r: hash_secret(k) for r, k in keys.items()}, tx.now
         )
         tx.meetings.pop(mid, None)
@@ -163,13 +165,11 @@ async def rotate_keys(services: Services, meeting_id: str) -> dict[str, Any]:
     """New role keys for a meeting (the demo uses this at every start)."""
     keys = {role: new_token() for role in ("moderator", "speaker", "screen")}
 
-    async def job(tx: Tx) -> Meeting:
-        meeting = await tx.meeting(meeting_id)
+    def job(tx: Tx) -> Meeting:
+        meeting = tx.meeting(meeting_id)
         if meeting is None:
             raise not_found(f"no meeting {meeting_id!r}")
-        await repository.set_key_hashes(
-            tx.conn, meeting_id, {r: hash_secret(k) for r, k in keys.items()}
-        )
+        repository.set_key_hashes(tx.conn, meeting_id, {r: hash_secret(k) for r, k in keys.items()})
         return meeting
 
     meeting = await services.writer.run(job)
@@ -183,7 +183,7 @@ async def rotate_keys(services: Services, meeting_id: str) -> dict[str, Any]:
 async def load_visible_meeting(services: Services, meeting_id: str, actor: Actor | None) -> Meeting:
     """The meeting if this actor (None: anonymous reader) may see it."""
     async with services.read() as conn:
-        meeting = await repository.load_meeting(conn, meeting_id)
+        meeting = await conn.run_sync(repository.load_meeting, meeting_id)
     if meeting is None:
         raise not_found(f"no meeting {meeting_id!r}")
     if actor is None:
@@ -196,8 +196,8 @@ async def load_visible_meeting(services: Services, meeting_id: str, actor: Actor
 
 async def meeting_for_code(services: Services, code: str) -> dict[str, Any]:
     async with services.read() as conn:
-        meeting_id = await repository.meeting_id_for_code(conn, code.strip().upper())
-        meeting = await repository.load_meeting(conn, meeting_id) if meeting_id else None
+        meeting_id = await conn.run_sync(repository.meeting_id_for_code, code.strip().upper())
+        meeting = await conn.run_sync(repository.load_meeting, meeting_id) if meeting_id else None
     if meeting is None or meeting.phase is Phase.DRAFT:
         raise not_found("no meeting has that code")
     return {"id": meeting.id, "title": meeting.title, "phase": meeting.phase.value}
@@ -215,8 +215,8 @@ async def update_meeting(services: Services, actor: Actor, body: Any) -> dict[st
     if unknown:
         raise invalid(f"cannot change {', '.join(sorted(unknown))}")
 
-    async def job(tx: Tx) -> Meeting:
-        meeting = await tx.meeting(actor.meeting_id)
+    def job(tx: Tx) -> Meeting:
+        meeting = tx.meeting(actor.meeting_id)
         if meeting is None:
             raise not_found(f"no meeting {actor.meeting_id!r}")
         if meeting.phase is Phase.ARCHIVED:
@@ -236,7 +236,7 @@ async def update_meeting(services: Services, actor: Actor, body: Any) -> dict[st
             values["settings"] = check_settings(body["settings"], meeting.settings)
         if not values:
             return meeting
-        await tx.update_meeting(meeting.id, **values)
+        tx.update_meeting(meeting.id, **values)
         updated = replace(meeting, **values)
         tx.emit(meeting.id, EventKind.MEETING_UPDATED, updated.to_json())
         return updated
@@ -259,13 +259,13 @@ async def join(services: Services, meeting_id: str, body: Any) -> dict[str, Any]
     token = new_token()
     participant_id = "p_" + secrets.token_hex(8)
 
-    async def job(tx: Tx) -> Role:
-        meeting = await tx.meeting(meeting_id)
+    def job(tx: Tx) -> Role:
+        meeting = tx.meeting(meeting_id)
         if meeting is None:
             raise not_found(f"no meeting {meeting_id!r}")
         role = Role.CITIZEN
         if key:
-            found = await repository.role_for_key_hash(tx.conn, meeting_id, hash_secret(key))
+            found = repository.role_for_key_hash(tx.conn, meeting_id, hash_secret(key))
             if found is None:
                 raise DomainError(ErrorCode.UNAUTHORIZED, "that key does not open this meeting")
             role = found
@@ -274,7 +274,7 @@ async def join(services: Services, meeting_id: str, body: Any) -> dict[str, Any]
                 raise not_found(f"no meeting {meeting_id!r}")
             if meeting.phase in (Phase.CLOSED, Phase.ARCHIVED):
                 raise DomainError(ErrorCode.CLOSED, "the meeting is over; it can still be read")
-        await repository.insert_participant(
+        repository.insert_participant(
             tx.conn,
             participant_id=participant_id,
             meeting_id=meeting_id,
@@ -318,25 +318,68 @@ async def snapshot(services: Services, meeting_id: str, actor: Actor | None) -> 
 
 
 async def read_snapshot(services: Services, meeting_id: str, viewer: Viewer) -> dict[str, Any]:
+    """`{"seq", "meeting", "messages", "presence"}` at one seq.
+
+    `messages` may be ready-made JSON (`orjson.Fragment`): readers who see
+    the public projection and have nothing of their own in the meeting (no
+    message, no vote: so no `mine`, no `voted: true`) share one encoding per
+    seq, which is what a hall of people joining at once asks for. Whether a
+    reader has something of their own is read with the seq, for many readers
+    in one query; only the others read the messages, in a read of their own.
+    """
+    if viewer.is_staff:
+        read = await _read_snapshot(services, meeting_id, viewer, shareable=False)
+        return _snapshot(services, read.meeting, project_rows(read.rows, viewer, read.voted))
+    head = await services.snapshot_heads.get((meeting_id, viewer.participant_id))
+    if head is None:
+        raise not_found(f"no meeting {meeting_id!r}")
+    meeting, personal = head
+    cache = services.snapshots
+    if personal:
+        read = await _read_snapshot(services, meeting_id, viewer, shareable=True)
+    else:
+        encoded = cache.get(meeting_id, meeting.last_seq)
+        if encoded is not None:
+            return _snapshot(services, meeting, orjson.Fragment(encoded))
+        # The first of a crowd computes the public projection; the others
+        # wait for it, then find it.
+        async with cache.lock(meeting_id):
+            encoded = cache.get(meeting_id, meeting.last_seq)
+            if encoded is not None:
+                return _snapshot(services, meeting, orjson.Fragment(encoded))
+            read = await _read_snapshot(services, meeting_id, viewer, shareable=True)
+            if not read.personal:
+                return _shared_snapshot(services, read)
+    if not read.personal:  # nothing of their own any more (a vote taken back)
+        return _shared_snapshot(services, read)
+    return _snapshot(services, read.meeting, project_rows(read.rows, viewer, read.voted))
+
+
+def _shared_snapshot(services: Services, read: reads.SnapshotRead) -> dict[str, Any]:
+    """The public projection of `read`, encoded once and kept for its seq."""
+    encoded = orjson.dumps(project_rows(read.rows, PUBLIC_VIEWER, set()))
+    services.snapshots.put(read.meeting.id, read.meeting.last_seq, encoded)
+    return _snapshot(services, read.meeting, orjson.Fragment(encoded))
+
+
+async def _read_snapshot(
+    services: Services, meeting_id: str, viewer: Viewer, *, shareable: bool
+) -> reads.SnapshotRead:
     async with services.read() as conn:
-        meeting = await repository.load_meeting(conn, meeting_id)
-        if meeting is None:
-            raise not_found(f"no meeting {meeting_id!r}")
-        messages = await repository.list_messages(conn, meeting_id)
-        voted: set[int] = set()
-        if viewer.participant_id is not None:
-            voted = await repository.voted_ids(conn, meeting_id, viewer.participant_id)
-    out = []
-    for message in messages:
-        view = project_message(message.to_record(), viewer)
-        if view is not None:
-            view["voted"] = message.id in voted
-            out.append(view)
+        read = await conn.run_sync(
+            reads.snapshot, meeting_id, viewer.participant_id, shareable=shareable
+        )
+    if read is None:
+        raise not_found(f"no meeting {meeting_id!r}")
+    return read
+
+
+def _snapshot(services: Services, meeting: Meeting, messages: Any) -> dict[str, Any]:
     return {
         "seq": meeting.last_seq,
         "meeting": meeting.to_json(),
-        "messages": out,
-        "presence": services.hub.presence(meeting_id),
+        "messages": messages,
+        "presence": services.hub.presence(meeting.id),
     }
 
 
@@ -356,21 +399,36 @@ async def events_since(
 async def read_replay(
     services: Services, meeting_id: str, viewer: Viewer, since: int, limit: int
 ) -> tuple[int, list[dict[str, Any]], bool] | None:
-    """(seq reached, event frames, more to come) or None if `since` is not served."""
-    async with services.read() as conn:
-        bounds = await repository.seq_bounds(conn, meeting_id)
-        if bounds is None:
+    """(seq reached, event frames, more to come) or None if `since` is not served.
+
+    From the recent events the hub keeps when `since` is among them (no
+    database at all), else from the log; projected alike either way.
+    """
+    hub = services.hub
+    found = hub.recent_events(meeting_id, since, limit)
+    if found is None:
+        await services.history.warm(meeting_id)
+        found = hub.recent_events(meeting_id, since, limit)
+    if found is None:
+        async with services.read() as conn:
+            tail = await conn.run_sync(
+                reads.replay, meeting_id, since, limit, viewer.participant_id
+            )
+        if tail is None:
             raise not_found(f"no meeting {meeting_id!r}")
-        first, last = bounds
-        if since > last or since < first - 1:
+        if since > tail.last_seq or since < tail.first_seq - 1:
             return None
-        upto = min(last, since + limit)
-        events = await repository.list_events(conn, meeting_id, since, upto, viewer.participant_id)
+        upto = min(tail.last_seq, since + limit)
+        found = (upto, tail.events, upto < tail.last_seq)
+    upto, events, more = found
+    who = viewer.participant_id
     frames = []
     for event in events:
+        if event.recipient is not None and event.recipient != who:
+            continue  # another person's own event (the log leaves these out too)
         data = project_event(event, viewer)
         if data is not None:
             frames.append(
                 {"type": "event", "seq": event.seq, "kind": event.kind.value, "data": data}
             )
-    return upto, frames, upto < last
+    return upto, frames, more

@@ -40,9 +40,9 @@ class Retention:
     async def prune(self) -> None:
         await self._writer.run(self._prune)
 
-    async def _prune(self, tx: Tx) -> None:
-        for meeting in await repository.list_meetings(tx.conn):
-            await repository.prune_events(tx.conn, meeting.id, self._keep)
+    def _prune(self, tx: Tx) -> None:
+        for meeting in repository.list_meetings(tx.conn):
+            repository.prune_events(tx.conn, meeting.id, self._keep)
 
     async def _loop(self) -> None:
         while True:

@@ -20,7 +20,7 @@ from server.store.writer import Tx, Writer
 log = logging.getLogger("ting.votes")
 
 
-async def publish_counts(tx: Tx, meeting_id: str, counts: dict[int, int]) -> None:
+def publish_counts(tx: Tx, meeting_id: str, counts: dict[int, int]) -> None:
     """Store the counts as published and emit one public votes.updated.
 
     Counts of messages the public cannot see at all (pending, rejected) are
@@ -34,7 +34,7 @@ async def publish_counts(tx: Tx, meeting_id: str, counts: dict[int, int]) -> Non
     restricted: dict[str, str | None] = {}
     changed: dict[str, int] = {}
     for message_id, count in sorted(counts.items()):
-        message = await repository.update_message(tx.conn, message_id, votes=count)
+        message = repository.update_message(tx.conn, message_id, votes=count)
         changed[str(message_id)] = count
         if message.status in (Status.PENDING, Status.REJECTED):
             restricted[str(message_id)] = message.author_id
@@ -80,13 +80,12 @@ class VoteCoalescer:
                 log.exception("publishing vote counts failed; retrying")
 
     @staticmethod
-    async def _publish(tx: Tx, dirty: dict[str, set[int]]) -> None:
+    def _publish(tx: Tx, dirty: dict[str, set[int]]) -> None:
         for meeting_id, message_ids in dirty.items():
-            counts = await repository.count_votes(tx.conn, message_ids)
-            await publish_counts(tx, meeting_id, counts)
+            publish_counts(tx, meeting_id, repository.count_votes(tx.conn, message_ids))
 
     @staticmethod
-    async def _reconcile(tx: Tx) -> None:
+    def _reconcile(tx: Tx) -> None:
         """Publish counts that votes committed before a crash left behind."""
-        for meeting_id, counts in (await repository.stale_vote_counts(tx.conn)).items():
-            await publish_counts(tx, meeting_id, counts)
+        for meeting_id, counts in repository.stale_vote_counts(tx.conn).items():
+            publish_counts(tx, meeting_id, counts)

@@ -3,6 +3,10 @@
 SQLite runs in WAL mode with `synchronous=FULL`, so that a commit is on disk
 before the ack goes out (Guarantee 1), with foreign keys on, a busy timeout,
 and `secure_delete` so that erased text is overwritten, not just unlinked.
+
+Readers use the async engine (aiosqlite). On SQLite the writer has an engine
+of its own on the same file, synchronous (pysqlite), with the same settings:
+it runs whole batches on one thread of its own (see `writer`).
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy
 from sqlalchemy import event, select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from server.store import tables
 
@@ -24,13 +30,26 @@ def create_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(url, pool_size=8, max_overflow=8)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine.sync_engine)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def create_writer_engine(url: str | URL) -> Engine:
+    """SQLite only: a synchronous (pysqlite) engine on the same file, for the writer.
+
+    No pool: the writer holds one connection for its whole life and opens a
+    second one only for maintenance (VACUUM); a pool would keep that one open
+    and hand it back later with the isolation level it was reset to.
+    """
+    sync_url = make_url(url).set(drivername="sqlite+pysqlite")
+    engine = sqlalchemy.create_engine(sync_url, poolclass=NullPool)
+    _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy own transaction boundaries (the driver's implicit
         # BEGIN would make SELECT-only transactions non-repeatable).
@@ -43,7 +62,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # The writer takes the write lock up front; readers take a snapshot.
         options = conn.get_execution_options()
@@ -79,13 +98,13 @@ async def migrate(engine: AsyncEngine) -> None:
 MIGRATIONS: dict[int, tuple[str, ...]] = {}
 
 
-async def purge_file_copies(conn: AsyncConnection) -> None:
+def purge_file_copies(conn: Connection) -> None:
     """Push erased pages out of the WAL and the free space of the file.
 
     With secure_delete the freed cells are zeroed on write; a TRUNCATE
     checkpoint copies the zeroed pages into the file and empties the WAL, and
     VACUUM rebuilds the file so that no stale page survives in free space.
     """
-    await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    await conn.exec_driver_sql("VACUUM")
-    await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.exec_driver_sql("VACUUM")
+    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -1,8 +1,22 @@
 """Reads and writes of meetings, participants, messages, votes and events.
 
+What the writer's jobs read and write, and the few reads elsewhere that need
+domain objects; the read path of hellos, snapshots and replays is `reads`.
 Each function takes an open connection (the caller owns the transaction) and
 returns domain objects built straight from rows, with no ORM objects on the
-way: the hot paths (snapshot, replay, post) read thousands of rows.
+way.
+
+The functions are synchronous, one implementation of each query: the writer's
+jobs call them directly on its thread (see `writer`), and async code calls
+them on an `AsyncConnection` with `await conn.run_sync(repository.fn, ...)`
+(SQLAlchemy runs the function in a greenlet that waits on the async driver
+at each statement).
+
+The statements of the hot paths (a post, a vote, loading a meeting or a
+message) are built once, with bind parameters, and executed with a dict of
+values: building a statement per call, values and all, costs SQLAlchemy about
+0.5 ms of Python (cache key, bind parameters), five times the cost of
+running it, and the writer's thread does it for every post.
 """
 
 from __future__ import annotations
@@ -11,10 +25,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, and_, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from server.domain.models import (
     Answered,
@@ -63,10 +77,10 @@ _MEETING_COLUMNS = (
 )
 
 
-async def insert_meeting(
-    conn: AsyncConnection, meeting: Meeting, key_hashes: dict[str, str], now: str
+def insert_meeting(
+    conn: Connection, meeting: Meeting, key_hashes: dict[str, str], now: str
 ) -> None:
-    await conn.execute(
+    conn.execute(
         insert(meetings).values(
             id=meeting.id,
             title=meeting.title,
@@ -87,39 +101,39 @@ async def insert_meeting(
     )
 
 
-async def load_meeting(conn: AsyncConnection, meeting_id: str) -> Meeting | None:
-    row = (await conn.execute(select(*_MEETING_COLUMNS).where(meetings.c.id == meeting_id))).first()
+_LOAD_MEETING = select(*_MEETING_COLUMNS).where(meetings.c.id == bindparam("meeting_id"))
+
+
+def load_meeting(conn: Connection, meeting_id: str) -> Meeting | None:
+    row = conn.execute(_LOAD_MEETING, {"meeting_id": meeting_id}).first()
     return _meeting(row) if row else None
 
 
-async def list_meetings(conn: AsyncConnection) -> list[Meeting]:
-    rows = await conn.execute(select(*_MEETING_COLUMNS).order_by(meetings.c.created_at))
+def list_meetings(conn: Connection) -> list[Meeting]:
+    rows = conn.execute(select(*_MEETING_COLUMNS).order_by(meetings.c.created_at))
     return [_meeting(r) for r in rows]
 
 
-async def meeting_id_for_code(conn: AsyncConnection, code: str) -> str | None:
-    return (await conn.execute(select(meetings.c.id).where(meetings.c.code == code))).scalar()
+def meeting_id_for_code(conn: Connection, code: str) -> str | None:
+    return conn.execute(select(meetings.c.id).where(meetings.c.code == code)).scalar()
 
 
-async def meeting_exists(conn: AsyncConnection, meeting_id: str) -> bool:
-    return (
-        await conn.execute(select(meetings.c.id).where(meetings.c.id == meeting_id))
-    ).first() is not None
+def meeting_exists(conn: Connection, meeting_id: str) -> bool:
+    row = conn.execute(select(meetings.c.id).where(meetings.c.id == meeting_id)).first()
+    return row is not None
 
 
-async def code_taken(conn: AsyncConnection, code: str) -> bool:
-    return (await meeting_id_for_code(conn, code)) is not None
+def code_taken(conn: Connection, code: str) -> bool:
+    return meeting_id_for_code(conn, code) is not None
 
 
-async def role_for_key_hash(conn: AsyncConnection, meeting_id: str, key_hash: str) -> Role | None:
-    row = (
-        await conn.execute(
-            select(
-                meetings.c.moderator_key_hash,
-                meetings.c.speaker_key_hash,
-                meetings.c.screen_key_hash,
-            ).where(meetings.c.id == meeting_id)
-        )
+def role_for_key_hash(conn: Connection, meeting_id: str, key_hash: str) -> Role | None:
+    row = conn.execute(
+        select(
+            meetings.c.moderator_key_hash,
+            meetings.c.speaker_key_hash,
+            meetings.c.screen_key_hash,
+        ).where(meetings.c.id == meeting_id)
     ).first()
     if row is None:
         return None
@@ -133,10 +147,8 @@ async def role_for_key_hash(conn: AsyncConnection, meeting_id: str, key_hash: st
     return None
 
 
-async def set_key_hashes(
-    conn: AsyncConnection, meeting_id: str, key_hashes: dict[str, str]
-) -> None:
-    await conn.execute(
+def set_key_hashes(conn: Connection, meeting_id: str, key_hashes: dict[str, str]) -> None:
+    conn.execute(
         update(meetings)
         .where(meetings.c.id == meeting_id)
         .values(
@@ -147,22 +159,20 @@ async def set_key_hashes(
     )
 
 
-async def update_meeting(conn: AsyncConnection, meeting_id: str, now: str, **values: Any) -> None:
+def update_meeting(conn: Connection, meeting_id: str, now: str, **values: Any) -> None:
     if "settings" in values:
         values["settings"] = orjson.dumps(values["settings"].to_json()).decode()
     if "phase" in values:
         values["phase"] = values["phase"].value
-    await conn.execute(
+    conn.execute(
         update(meetings).where(meetings.c.id == meeting_id).values(updated_at=now, **values)
     )
 
 
-async def seq_bounds(conn: AsyncConnection, meeting_id: str) -> tuple[int, int] | None:
+def seq_bounds(conn: Connection, meeting_id: str) -> tuple[int, int] | None:
     """(first kept seq, last seq) of a meeting."""
-    row = (
-        await conn.execute(
-            select(meetings.c.first_seq, meetings.c.last_seq).where(meetings.c.id == meeting_id)
-        )
+    row = conn.execute(
+        select(meetings.c.first_seq, meetings.c.last_seq).where(meetings.c.id == meeting_id)
     ).first()
     return (row.first_seq, row.last_seq) if row else None
 
@@ -170,8 +180,8 @@ async def seq_bounds(conn: AsyncConnection, meeting_id: str) -> tuple[int, int] 
 # --- participants ----------------------------------------------------------------
 
 
-async def insert_participant(
-    conn: AsyncConnection,
+def insert_participant(
+    conn: Connection,
     *,
     participant_id: str,
     meeting_id: str,
@@ -181,7 +191,7 @@ async def insert_participant(
     token_hash: str,
     now: str,
 ) -> None:
-    await conn.execute(
+    conn.execute(
         insert(participants).values(
             id=participant_id,
             meeting_id=meeting_id,
@@ -194,49 +204,26 @@ async def insert_participant(
     )
 
 
-async def participant_by_token_hash(conn: AsyncConnection, token_hash: str) -> Any | None:
-    return (
-        await conn.execute(
-            select(
-                participants.c.id,
-                participants.c.meeting_id,
-                participants.c.role,
-                participants.c.name,
-                participants.c.in_room,
-                participants.c.erased_at,
-            ).where(participants.c.token_hash == token_hash)
-        )
-    ).first()
-
-
-async def participant_exists(conn: AsyncConnection, meeting_id: str, participant_id: str) -> bool:
-    row = (
-        await conn.execute(
-            select(participants.c.id).where(
-                and_(participants.c.id == participant_id, participants.c.meeting_id == meeting_id)
-            )
+def participant_exists(conn: Connection, meeting_id: str, participant_id: str) -> bool:
+    row = conn.execute(
+        select(participants.c.id).where(
+            and_(participants.c.id == participant_id, participants.c.meeting_id == meeting_id)
         )
     ).first()
     return row is not None
 
 
-async def participant_identity(conn: AsyncConnection, participant_id: str) -> Any | None:
+def participant_identity(conn: Connection, participant_id: str) -> Any | None:
     """The role and name of a participant (None if there is no such participant)."""
-    return (
-        await conn.execute(
-            select(participants.c.role, participants.c.name).where(
-                participants.c.id == participant_id
-            )
-        )
+    return conn.execute(
+        select(participants.c.role, participants.c.name).where(participants.c.id == participant_id)
     ).first()
 
 
-async def erase_participant(
-    conn: AsyncConnection, participant_id: str, now: str, token_hash: str
-) -> None:
+def erase_participant(conn: Connection, participant_id: str, now: str, token_hash: str) -> None:
     # The token hash is replaced with a random one so that the old token no
     # longer authenticates and the column stays unique.
-    await conn.execute(
+    conn.execute(
         update(participants)
         .where(participants.c.id == participant_id)
         .values(name=None, erased_at=now, token_hash=token_hash)
@@ -273,62 +260,74 @@ def _message(row: Any) -> Message:
     )
 
 
-async def insert_message(conn: AsyncConnection, **values: Any) -> Message | None:
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    """Column values with enums as the strings they are stored as."""
+    return {k: (v.value if hasattr(v, "value") else v) for k, v in values.items()}
+
+
+# The columns inserted come from the parameters; the unique index on
+# (author, client_id) decides whether the row is new.
+_INSERT_MESSAGE = {
+    dialect: upsert(messages)
+    .on_conflict_do_nothing(index_elements=[messages.c.author_id, messages.c.client_id])
+    .returning(*_MESSAGE_COLUMNS)
+    for dialect, upsert in (("sqlite", sqlite_insert), ("postgresql", postgresql_insert))
+}
+
+
+def insert_message(conn: Connection, **values: Any) -> Message | None:
     """Insert a message; None if its author already stored one with this client_id.
 
     One statement for the common case: the unique index on (author, client_id)
     decides, so a retry that races its original is still stored once.
     """
-    values = {k: (v.value if hasattr(v, "value") else v) for k, v in values.items()}
-    upsert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = (
-        upsert(messages)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=[messages.c.author_id, messages.c.client_id])
-        .returning(*_MESSAGE_COLUMNS)
+    row = conn.execute(_INSERT_MESSAGE[conn.dialect.name], _plain(values)).first()
+    return _message(row) if row else None
+
+
+_LOAD_MESSAGE = select(*_MESSAGE_COLUMNS).where(messages.c.id == bindparam("message_id"))
+
+
+def load_message(conn: Connection, message_id: int) -> Message | None:
+    row = conn.execute(_LOAD_MESSAGE, {"message_id": message_id}).first()
+    return _message(row) if row else None
+
+
+_MESSAGE_BY_CLIENT_ID = select(*_MESSAGE_COLUMNS).where(
+    and_(
+        messages.c.author_id == bindparam("author_id_"),
+        messages.c.client_id == bindparam("client_id_"),
     )
-    row = (await conn.execute(statement)).first()
-    return _message(row) if row else None
+)
 
 
-async def load_message(conn: AsyncConnection, message_id: int) -> Message | None:
-    row = (await conn.execute(select(*_MESSAGE_COLUMNS).where(messages.c.id == message_id))).first()
-    return _message(row) if row else None
-
-
-async def message_by_client_id(
-    conn: AsyncConnection, author_id: str, client_id: str
-) -> Message | None:
-    row = (
-        await conn.execute(
-            select(*_MESSAGE_COLUMNS).where(
-                and_(messages.c.author_id == author_id, messages.c.client_id == client_id)
-            )
-        )
+def message_by_client_id(conn: Connection, author_id: str, client_id: str) -> Message | None:
+    row = conn.execute(
+        _MESSAGE_BY_CLIENT_ID, {"author_id_": author_id, "client_id_": client_id}
     ).first()
     return _message(row) if row else None
 
 
-async def update_message(conn: AsyncConnection, message_id: int, **values: Any) -> Message:
-    values = {k: (v.value if hasattr(v, "value") else v) for k, v in values.items()}
-    result = await conn.execute(
-        update(messages)
-        .where(messages.c.id == message_id)
-        .values(**values)
-        .returning(*_MESSAGE_COLUMNS)
-    )
+# The columns set come from the parameters (any but `message_id`).
+_UPDATE_MESSAGE = (
+    update(messages).where(messages.c.id == bindparam("message_id")).returning(*_MESSAGE_COLUMNS)
+)
+
+
+def update_message(conn: Connection, message_id: int, **values: Any) -> Message:
+    result = conn.execute(_UPDATE_MESSAGE, {"message_id": message_id, **_plain(values)})
     return _message(result.one())
 
 
-async def list_messages(conn: AsyncConnection, meeting_id: str) -> list[Message]:
-    rows = await conn.execute(
+def list_messages(conn: Connection, meeting_id: str) -> list[Message]:
+    rows = conn.execute(
         select(*_MESSAGE_COLUMNS).where(messages.c.meeting_id == meeting_id).order_by(messages.c.id)
     )
     return [_message(r) for r in rows]
 
 
-async def messages_by_author(conn: AsyncConnection, author_id: str) -> list[Message]:
-    rows = await conn.execute(
+def messages_by_author(conn: Connection, author_id: str) -> list[Message]:
+    rows = conn.execute(
         select(*_MESSAGE_COLUMNS).where(messages.c.author_id == author_id).order_by(messages.c.id)
     )
     return [_message(r) for r in rows]
@@ -337,85 +336,85 @@ async def messages_by_author(conn: AsyncConnection, author_id: str) -> list[Mess
 # --- votes ----------------------------------------------------------------
 
 
-async def add_vote(
-    conn: AsyncConnection, meeting_id: str, message_id: int, participant_id: str
-) -> bool:
+_ADD_VOTE = {
+    dialect: upsert(votes).on_conflict_do_nothing(
+        index_elements=[votes.c.message_id, votes.c.participant_id]
+    )
+    for dialect, upsert in (("sqlite", sqlite_insert), ("postgresql", postgresql_insert))
+}
+
+
+def add_vote(conn: Connection, meeting_id: str, message_id: int, participant_id: str) -> bool:
     """True when the vote is new (votes are a set: a repeat changes nothing)."""
-    upsert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    result = await conn.execute(
-        upsert(votes)
-        .values(message_id=message_id, participant_id=participant_id, meeting_id=meeting_id)
-        .on_conflict_do_nothing(index_elements=[votes.c.message_id, votes.c.participant_id])
+    result = conn.execute(
+        _ADD_VOTE[conn.dialect.name],
+        {"message_id": message_id, "participant_id": participant_id, "meeting_id": meeting_id},
     )
     return bool(result.rowcount)
 
 
-async def remove_vote(conn: AsyncConnection, message_id: int, participant_id: str) -> bool:
-    result = await conn.execute(
-        delete(votes).where(
-            and_(votes.c.message_id == message_id, votes.c.participant_id == participant_id)
-        )
+_REMOVE_VOTE = delete(votes).where(
+    and_(
+        votes.c.message_id == bindparam("message_id_"),
+        votes.c.participant_id == bindparam("participant_id_"),
+    )
+)
+
+
+def remove_vote(conn: Connection, message_id: int, participant_id: str) -> bool:
+    result = conn.execute(
+        _REMOVE_VOTE, {"message_id_": message_id, "participant_id_": participant_id}
     )
     return bool(result.rowcount)
 
 
-async def count_votes(conn: AsyncConnection, message_ids: Iterable[int]) -> dict[int, int]:
+_COUNT_VOTES = (
+    select(votes.c.message_id, func.count())
+    .where(votes.c.message_id.in_(bindparam("message_ids", expanding=True)))
+    .group_by(votes.c.message_id)
+)
+
+
+def count_votes(conn: Connection, message_ids: Iterable[int]) -> dict[int, int]:
     ids = list(message_ids)
     counts = dict.fromkeys(ids, 0)
     if ids:
-        rows = await conn.execute(
-            select(votes.c.message_id, func.count())
-            .where(votes.c.message_id.in_(ids))
-            .group_by(votes.c.message_id)
-        )
+        rows = conn.execute(_COUNT_VOTES, {"message_ids": ids})
         counts.update({r[0]: r[1] for r in rows})
     return counts
 
 
-async def voters(conn: AsyncConnection, message_id: int) -> list[str]:
-    rows = await conn.execute(
-        select(votes.c.participant_id).where(votes.c.message_id == message_id)
-    )
+def voters(conn: Connection, message_id: int) -> list[str]:
+    rows = conn.execute(select(votes.c.participant_id).where(votes.c.message_id == message_id))
     return [r[0] for r in rows]
 
 
-async def voted_ids(conn: AsyncConnection, meeting_id: str, participant_id: str) -> set[int]:
-    rows = await conn.execute(
-        select(votes.c.message_id).where(
-            and_(votes.c.meeting_id == meeting_id, votes.c.participant_id == participant_id)
-        )
-    )
-    return {r[0] for r in rows}
-
-
-async def move_votes(conn: AsyncConnection, source_id: int, target_id: int) -> None:
+def move_votes(conn: Connection, source_id: int, target_id: int) -> None:
     """Votes on source go to target; a person who voted on both counts once.
 
     Two statements whatever the number of votes: the writer is shared, and a
     merge of a popular question must not hold up everybody's commands.
     """
     on_target = select(votes.c.participant_id).where(votes.c.message_id == target_id)
-    await conn.execute(
+    conn.execute(
         update(votes)
         .where(and_(votes.c.message_id == source_id, votes.c.participant_id.not_in(on_target)))
         .values(message_id=target_id)
     )
-    await conn.execute(delete(votes).where(votes.c.message_id == source_id))
+    conn.execute(delete(votes).where(votes.c.message_id == source_id))
 
 
-async def delete_votes_of(conn: AsyncConnection, participant_id: str) -> list[int]:
-    rows = await conn.execute(
-        select(votes.c.message_id).where(votes.c.participant_id == participant_id)
-    )
+def delete_votes_of(conn: Connection, participant_id: str) -> list[int]:
+    rows = conn.execute(select(votes.c.message_id).where(votes.c.participant_id == participant_id))
     ids = [r[0] for r in rows]
-    await conn.execute(delete(votes).where(votes.c.participant_id == participant_id))
+    conn.execute(delete(votes).where(votes.c.participant_id == participant_id))
     return ids
 
 
-async def stale_vote_counts(conn: AsyncConnection) -> dict[str, dict[int, int]]:
+def stale_vote_counts(conn: Connection) -> dict[str, dict[int, int]]:
     """meeting -> {message: true count} where the published count is off."""
     true_count = select(func.count()).where(votes.c.message_id == messages.c.id).scalar_subquery()
-    rows = await conn.execute(
+    rows = conn.execute(
         select(messages.c.meeting_id, messages.c.id, true_count).where(
             messages.c.votes != true_count
         )
@@ -429,20 +428,27 @@ async def stale_vote_counts(conn: AsyncConnection) -> dict[str, dict[int, int]]:
 # --- events ----------------------------------------------------------------
 
 
-async def next_seqs(conn: AsyncConnection, meeting_id: str, count: int) -> int:
+_NEXT_SEQS = (
+    update(meetings)
+    .where(meetings.c.id == bindparam("meeting_id"))
+    .values(last_seq=meetings.c.last_seq + bindparam("count"))
+    .returning(meetings.c.last_seq)
+)
+
+
+def next_seqs(conn: Connection, meeting_id: str, count: int) -> int:
     """Reserve `count` seqs; returns the last. Locks the meeting row until commit."""
-    result = await conn.execute(
-        update(meetings)
-        .where(meetings.c.id == meeting_id)
-        .values(last_seq=meetings.c.last_seq + count)
-        .returning(meetings.c.last_seq)
-    )
+    result = conn.execute(_NEXT_SEQS, {"meeting_id": meeting_id, "count": count})
     return int(result.scalar_one())
 
 
-async def insert_events(conn: AsyncConnection, rows: Sequence[Event], now: str) -> None:
-    await conn.execute(
-        insert(events),
+_INSERT_EVENTS = insert(events)
+
+
+def insert_events(conn: Connection, rows: Sequence[Event], now: str) -> None:
+    """All the rows in one executemany."""
+    conn.execute(
+        _INSERT_EVENTS,
         [
             {
                 "meeting_id": e.meeting_id,
@@ -469,56 +475,35 @@ def _event(row: Any) -> Event:
     )
 
 
-async def list_events(
-    conn: AsyncConnection, meeting_id: str, after: int, upto: int, recipient: str | None
-) -> list[Event]:
-    """Events in (after, upto], leaving out personal events of others."""
-    who: ColumnElement[bool] = events.c.recipient.is_(None)
-    if recipient is not None:
-        who = who | (events.c.recipient == recipient)
-    rows = await conn.execute(
-        select(events)
-        .where(
-            and_(events.c.meeting_id == meeting_id, events.c.seq > after, events.c.seq <= upto, who)
-        )
-        .order_by(events.c.seq)
-    )
-    return [_event(r) for r in rows]
-
-
-async def events_about(conn: AsyncConnection, message_ids: Sequence[int]) -> list[Event]:
+def events_about(conn: Connection, message_ids: Sequence[int]) -> list[Event]:
     if not message_ids:
         return []
-    rows = await conn.execute(select(events).where(events.c.message_id.in_(list(message_ids))))
+    rows = conn.execute(select(events).where(events.c.message_id.in_(list(message_ids))))
     return [_event(r) for r in rows]
 
 
-async def rewrite_event(
-    conn: AsyncConnection, meeting_id: str, seq: int, data: dict[str, Any]
-) -> None:
-    await conn.execute(
+def rewrite_event(conn: Connection, meeting_id: str, seq: int, data: dict[str, Any]) -> None:
+    conn.execute(
         update(events)
         .where(and_(events.c.meeting_id == meeting_id, events.c.seq == seq))
         .values(data=orjson.dumps(data).decode())
     )
 
 
-async def delete_personal_events(conn: AsyncConnection, recipient: str) -> None:
-    await conn.execute(delete(events).where(events.c.recipient == recipient))
+def delete_personal_events(conn: Connection, recipient: str) -> None:
+    conn.execute(delete(events).where(events.c.recipient == recipient))
 
 
-async def prune_events(conn: AsyncConnection, meeting_id: str, keep: int) -> None:
+def prune_events(conn: Connection, meeting_id: str, keep: int) -> None:
     """Keep the last `keep` events of a meeting; older resumes get a snapshot."""
-    bounds = await seq_bounds(conn, meeting_id)
+    bounds = seq_bounds(conn, meeting_id)
     if bounds is None:
         return
     first, last = bounds
     new_first = last - keep + 1
     if new_first <= first:
         return
-    await conn.execute(
+    conn.execute(
         delete(events).where(and_(events.c.meeting_id == meeting_id, events.c.seq < new_first))
     )
-    await conn.execute(
-        update(meetings).where(meetings.c.id == meeting_id).values(first_seq=new_first)
-    )
+    conn.execute(update(meetings).where(meetings.c.id == meeting_id).values(first_seq=new_first))

@@ -1,31 +1,47 @@
-"""Group commit: one task owns the write connection and commits in batches.
+"""Group commit: one writer runs the queued commands in batches, one commit each.
 
-A command becomes a job: an async function of a `Tx` that reads, checks,
-writes and records the events it causes. The writer runs every job waiting
-in its queue (up to `batch_size`) inside one transaction, each job in its own
-savepoint so that a refused command changes nothing, numbers the events,
-commits once, and only then resolves the callers and publishes the events.
-An ack therefore always follows a durable commit (Guarantee 1), and events
-are published in seq order after their commit (Guarantee 2).
+A command becomes a job: a plain function of a `Tx` that reads, checks,
+writes and records the events it causes. The writer takes every job waiting
+in its queue (up to `batch_size`), runs them all in one transaction, numbers
+the events, commits once, and only then resolves the callers and publishes
+the events. An ack therefore always follows a durable commit (Guarantee 1),
+and events are published in seq order after their commit (Guarantee 2).
 
-Why: one SQLite commit with synchronous=FULL costs an fsync; batching many
-commands into one commit is what lets thousands of posts a second through.
+Why batches: one SQLite commit with synchronous=FULL costs an fsync; many
+commands to one commit is what lets thousands of posts a second through.
+
+Why synchronous jobs: through SQLAlchemy's async layer and aiosqlite every
+statement costs three or four hand-offs between the event loop and the
+driver's thread (~0.4 ms each on a busy 2-core machine), and a post needs
+several statements. A batch is instead one synchronous function. On SQLite
+it runs on the writer's own thread with its own pysqlite connection: one
+hand-off per batch (`ThreadRunner`). Any other database runs the same
+function through `AsyncConnection.run_sync` (`AsyncRunner`).
+
+Why no savepoint per job: jobs check before they write, so a refused command
+has normally written nothing, and a batch runs without savepoints. A job that
+fails after it wrote, or fails in an unexpected way, sends the batch back:
+it is rolled back and run again with each job in its own savepoint, so that
+the refused command still changes nothing and the others still commit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.domain.errors import DomainError
 from server.domain.models import Event, EventKind, Meeting
 from server.store import repository
-from server.store.database import now_iso
+from server.store.database import create_writer_engine, now_iso
 
 log = logging.getLogger("ting.writer")
 
@@ -45,25 +61,30 @@ class _PendingEvent:
 class Tx:
     """What a job sees: the connection, the time, and where events go.
 
+    A job runs on the writer's thread: it must not await or touch objects of
+    the event loop; what should happen there after the commit goes into
+    `after_commit`.
+
     Meetings are read at most once per batch (every command needs its
-    meeting's phase and settings); a job that changes a meeting goes through
-    `update_meeting`, which drops the cached copy for the jobs after it.
+    meeting's phase and settings): `meetings` is shared by the jobs of a
+    batch. A job that changes a meeting goes through `update_meeting`, which
+    drops the cached copy for the jobs after it.
     """
 
-    conn: AsyncConnection
+    conn: Connection
     now: str
+    meetings: dict[str, Meeting | None] = field(default_factory=dict)
     pending: list[_PendingEvent] = field(default_factory=list)
     after_commit: list[Callable[[], None]] = field(default_factory=list)
-    meetings: dict[str, Meeting | None] = field(default_factory=dict)
 
-    async def meeting(self, meeting_id: str) -> Meeting | None:
+    def meeting(self, meeting_id: str) -> Meeting | None:
         if meeting_id not in self.meetings:
-            self.meetings[meeting_id] = await repository.load_meeting(self.conn, meeting_id)
+            self.meetings[meeting_id] = repository.load_meeting(self.conn, meeting_id)
         return self.meetings[meeting_id]
 
-    async def update_meeting(self, meeting_id: str, **values: Any) -> None:
+    def update_meeting(self, meeting_id: str, **values: Any) -> None:
         self.meetings.pop(meeting_id, None)
-        await repository.update_meeting(self.conn, meeting_id, self.now, **values)
+        repository.update_meeting(self.conn, meeting_id, self.now, **values)
 
     def emit(
         self,
@@ -77,14 +98,112 @@ class Tx:
         self.pending.append(_PendingEvent(meeting_id, kind, data, message_id, recipient))
 
 
-Job = Callable[[Tx], Awaitable[T]]
+Job = Callable[[Tx], T]
+
+
+# --- runners: where the synchronous batch function runs ---------------------------
+
+
+class Runner(Protocol):
+    """Runs synchronous functions on the write connection, one at a time."""
+
+    async def open(self) -> None: ...
+
+    async def run(self, fn: Callable[[Connection], T]) -> T:
+        """`fn(conn)` on the write connection; `fn` owns the transaction."""
+        ...
+
+    async def run_outside_transaction(self, fn: Callable[[Connection], None]) -> None:
+        """`fn(conn)` on a connection in autocommit mode (VACUUM cannot run in a transaction)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class ThreadRunner:
+    """SQLite: a pysqlite connection of the writer's own, used from one thread only."""
+
+    def __init__(self, url: URL) -> None:
+        self._engine = create_writer_engine(url)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ting-writer")
+        self._conn: Connection | None = None
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    async def open(self) -> None:
+        self._conn = await self._call(self._connect)
+
+    def _connect(self) -> Connection:
+        return self._engine.connect().execution_options(ting_writer=True)
+
+    async def run(self, fn: Callable[[Connection], T]) -> T:
+        assert self._conn is not None, "the runner is not open"
+        return await self._call(fn, self._conn)
+
+    async def run_outside_transaction(self, fn: Callable[[Connection], None]) -> None:
+        await self._call(self._autocommit, fn)
+
+    def _autocommit(self, fn: Callable[[Connection], None]) -> None:
+        with self._engine.connect() as conn:
+            fn(conn.execution_options(isolation_level="AUTOCOMMIT"))
+
+    async def close(self) -> None:
+        # Queued behind a batch that may still be running (the loop task was
+        # cancelled while it waited): the connection closes after it.
+        if self._conn is not None:
+            await self._call(self._conn.close)
+            self._conn = None
+        self._thread.shutdown(wait=False)
+        self._engine.dispose()
+
+
+class AsyncRunner:
+    """Other databases: the same functions through `AsyncConnection.run_sync`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._conn: AsyncConnection | None = None
+
+    async def open(self) -> None:
+        conn = await self._engine.connect()
+        self._conn = await conn.execution_options(ting_writer=True)
+
+    async def run(self, fn: Callable[[Connection], T]) -> T:
+        assert self._conn is not None, "the runner is not open"
+        return await self._conn.run_sync(fn)
+
+    async def run_outside_transaction(self, fn: Callable[[Connection], None]) -> None:
+        async with self._engine.connect() as raw:
+            conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.run_sync(fn)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+
+def runner_for(engine: AsyncEngine) -> Runner:
+    """The runner for the engine's database, chosen by its URL."""
+    if engine.dialect.name == "sqlite":
+        return ThreadRunner(engine.url)
+    return AsyncRunner(engine)
+
+
+# --- the writer ---------------------------------------------------------------------
 
 
 @dataclass
 class _Queued(Generic[T]):
     job: Job[T]
     future: asyncio.Future[T]
-    maintenance: bool = False
+
+
+@dataclass
+class _Maintenance:
+    job: Callable[[Connection], None]
+    future: asyncio.Future[None]
 
 
 class Writer:
@@ -96,16 +215,21 @@ class Writer:
         publish: Callable[[list[Event]], None],
         *,
         batch_size: int = 64,
+        runner: Runner | None = None,
     ) -> None:
-        self._engine = engine
+        self._runner = runner or runner_for(engine)
         self._publish = publish
         self._batch_size = batch_size
-        self._queue: asyncio.Queue[_Queued[Any]] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Queued[Any] | _Maintenance] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.commits = 0
         self.jobs = 0
+        # Batches that a failing job sent back to run again job by job.
+        self.reruns = 0
 
     async def start(self) -> None:
+        await self._runner.open()
+        await self._runner.run(_count_writes)
         self._task = asyncio.create_task(self._loop(), name="ting-writer")
 
     async def stop(self) -> None:
@@ -117,6 +241,7 @@ class Writer:
         except asyncio.CancelledError:
             pass
         self._task = None
+        await self._runner.close()
 
     async def run(self, job: Job[T]) -> T:
         if self._task is None or self._task.done():
@@ -125,40 +250,32 @@ class Writer:
         self._queue.put_nowait(_Queued(job, future))
         return await future
 
-    async def maintain(self, job: Callable[[AsyncConnection], Awaitable[None]]) -> None:
-        """Run `job` on the write connection outside any transaction (VACUUM)."""
+    async def maintain(self, job: Callable[[Connection], None]) -> None:
+        """Run `job` on the writer's thread outside any transaction (VACUUM)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        async def wrapped(tx: Tx) -> None:
-            await job(tx.conn)
-
-        self._queue.put_nowait(_Queued(wrapped, future, maintenance=True))
+        self._queue.put_nowait(_Maintenance(job, future))
         await future
 
     async def _loop(self) -> None:
-        async with self._engine.connect() as conn:
-            conn = await conn.execution_options(ting_writer=True)
-            carry: _Queued[Any] | None = None
-            while True:
-                first = carry or await self._queue.get()
-                carry = None
-                if first.maintenance:
-                    await self._maintain(first)
-                    continue
-                batch = [first]
-                while len(batch) < self._batch_size and not self._queue.empty():
-                    item = self._queue.get_nowait()
-                    if item.maintenance:
-                        carry = item
-                        break
-                    batch.append(item)
-                await self._commit_batch(conn, batch)
+        carry: _Maintenance | None = None
+        while True:
+            first = carry or await self._queue.get()
+            carry = None
+            if isinstance(first, _Maintenance):
+                await self._maintain(first)
+                continue
+            batch = [first]
+            while len(batch) < self._batch_size and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if isinstance(item, _Maintenance):
+                    carry = item
+                    break
+                batch.append(item)
+            await self._commit_batch(batch)
 
-    async def _maintain(self, item: _Queued[Any]) -> None:
+    async def _maintain(self, item: _Maintenance) -> None:
         try:
-            async with self._engine.connect() as raw:
-                conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
-                await item.job(Tx(conn, now_iso()))
+            await self._runner.run_outside_transaction(item.job)
         except Exception as exc:
             if not item.future.done():
                 item.future.set_exception(exc)
@@ -166,29 +283,11 @@ class Writer:
             if not item.future.done():
                 item.future.set_result(None)
 
-    async def _commit_batch(self, conn: AsyncConnection, batch: list[_Queued[Any]]) -> None:
+    async def _commit_batch(self, batch: list[_Queued[Any]]) -> None:
+        jobs = [item.job for item in batch]
         now = now_iso()
-        outcomes: list[tuple[_Queued[Any], Any, BaseException | None]] = []
-        pending: list[_PendingEvent] = []
-        hooks: list[Callable[[], None]] = []
-        published: list[Event] = []
         try:
-            async with conn.begin():
-                for item in batch:
-                    tx = Tx(conn, now)
-                    try:
-                        async with conn.begin_nested():
-                            result = await item.job(tx)
-                    except DomainError as exc:
-                        outcomes.append((item, None, exc))
-                    except Exception as exc:
-                        log.exception("command failed")
-                        outcomes.append((item, None, exc))
-                    else:
-                        outcomes.append((item, result, None))
-                        pending.extend(tx.pending)
-                        hooks.extend(tx.after_commit)
-                published = await _number_and_store(conn, pending, now)
+            done = await self._runner.run(lambda conn: _run_batch(conn, jobs, now))
         except Exception as exc:
             log.exception("commit failed")
             for item in batch:
@@ -197,11 +296,12 @@ class Writer:
             return
         self.commits += 1
         self.jobs += len(batch)
-        if published:
-            self._publish(published)
-        for hook in hooks:
+        self.reruns += done.reruns
+        if done.events:
+            self._publish(done.events)
+        for hook in done.hooks:
             hook()
-        for item, result, error in outcomes:
+        for item, (result, error) in zip(batch, done.outcomes, strict=True):
             if item.future.done():
                 continue  # the caller went away; the work is done all the same
             if error is not None:
@@ -210,10 +310,77 @@ class Writer:
                 item.future.set_result(result)
 
 
-async def _number_and_store(
-    conn: AsyncConnection, pending: list[_PendingEvent], now: str
-) -> list[Event]:
-    """Give each event the next seq of its meeting and store them all."""
+# --- one batch, on the write connection ------------------------------------------
+
+
+@dataclass
+class _Done:
+    """A committed batch: per job (result, error), its events and hooks."""
+
+    outcomes: list[tuple[Any, BaseException | None]]
+    events: list[Event]
+    hooks: list[Callable[[], None]]
+    reruns: int = 0
+
+
+class _SendBack(Exception):
+    """A job failed after it wrote: the batch must run again, job by job."""
+
+
+def _run_batch(conn: Connection, jobs: list[Job[Any]], now: str) -> _Done:
+    """Run the jobs in one transaction and commit; runs on the write connection."""
+    try:
+        with conn.begin():
+            return _run_jobs(conn, jobs, now, isolated=False)
+    except _SendBack:
+        with conn.begin():
+            done = _run_jobs(conn, jobs, now, isolated=True)
+        done.reruns = 1
+        return done
+
+
+def _run_jobs(conn: Connection, jobs: list[Job[Any]], now: str, *, isolated: bool) -> _Done:
+    """The jobs in order, then their events numbered and stored.
+
+    `isolated`: each job in a savepoint. Otherwise a job that fails having
+    written, or with anything but a DomainError, raises `_SendBack`; the
+    caller's transaction then rolls back what every job of the batch wrote.
+    """
+    meetings: dict[str, Meeting | None] = {}
+    outcomes: list[tuple[Any, BaseException | None]] = []
+    pending: list[_PendingEvent] = []
+    hooks: list[Callable[[], None]] = []
+    for job in jobs:
+        tx = Tx(conn, now, meetings)
+        writes = _writes(conn)
+        try:
+            if isolated:
+                with conn.begin_nested():
+                    result = job(tx)
+            else:
+                result = job(tx)
+        except Exception as exc:
+            if isolated:
+                if not isinstance(exc, DomainError):
+                    log.exception("command failed")
+                # The savepoint took back what the job wrote, maybe a
+                # meeting it had cached since.
+                meetings.clear()
+            elif not isinstance(exc, DomainError) or _writes(conn) != writes:
+                raise _SendBack from exc
+            outcomes.append((None, exc))
+        else:
+            outcomes.append((result, None))
+            pending.extend(tx.pending)
+            hooks.extend(tx.after_commit)
+    return _Done(outcomes, _number_and_store(conn, pending, now), hooks)
+
+
+def _number_and_store(conn: Connection, pending: list[_PendingEvent], now: str) -> list[Event]:
+    """Give each event the next seq of its meeting and store them all.
+
+    One UPDATE per meeting reserves its seqs; one executemany stores the rows.
+    """
     if not pending:
         return []
     per_meeting: dict[str, int] = {}
@@ -221,12 +388,37 @@ async def _number_and_store(
         per_meeting[p.meeting_id] = per_meeting.get(p.meeting_id, 0) + 1
     next_seq: dict[str, int] = {}
     for meeting_id, count in per_meeting.items():
-        last = await repository.next_seqs(conn, meeting_id, count)
+        last = repository.next_seqs(conn, meeting_id, count)
         next_seq[meeting_id] = last - count + 1
     numbered: list[Event] = []
     for p in pending:
         seq = next_seq[p.meeting_id]
         next_seq[p.meeting_id] = seq + 1
         numbered.append(Event(p.meeting_id, seq, p.kind, p.data, p.message_id, p.recipient))
-    await repository.insert_events(conn, numbered, now)
+    repository.insert_events(conn, numbered, now)
     return numbered
+
+
+# Key in the write connection's `info`: statements run that may have changed
+# data. A job that ran none (it refused before writing) leaves nothing to undo.
+_WRITES = "ting_writes"
+
+
+def _writes(conn: Connection) -> int:
+    return int(conn.info.get(_WRITES, 0))
+
+
+def _count_writes(conn: Connection) -> None:
+    """From now on, count on `conn` every statement that is not a SELECT."""
+
+    @event.listens_for(conn, "before_cursor_execute")
+    def _count(
+        conn: Connection,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        executemany: bool,
+    ) -> None:
+        if statement.lstrip()[:6].upper() != "SELECT":
+            conn.info[_WRITES] = _writes(conn) + 1

@@ -1,0 +1,180 @@
+"""The group-commit writer, driven directly on a real SQLite file.
+
+Every test runs twice: with the runner SQLite gets (`ThreadRunner`: whole
+batches on the writer's own thread and pysqlite connection) and with the one
+any other database gets (`AsyncRunner`: the same batch through
+`AsyncConnection.run_sync`), so that the second stays working.
+
+A job that refuses before it writes leaves nothing to undo, so batches run
+without savepoints; these tests hold the writer to what that must not break:
+a command that fails changes nothing, whenever it fails, and the others of
+its batch still commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.domain.errors import DomainError, conflict
+from server.domain.models import Event, EventKind, Meeting, MeetingSettings, Phase
+from server.store import repository
+from server.store.database import create_engine, migrate, purge_file_copies
+from server.store.writer import AsyncRunner, Runner, Tx, Writer, runner_for
+
+KEYS = {"moderator": "m", "speaker": "s", "screen": "c"}
+
+
+class Harness:
+    def __init__(self, path: Path, writer: Writer) -> None:
+        self.path = path
+        self.writer = writer
+        self.published: list[list[Event]] = []
+        # For each publish: the seqs the database held at that moment.
+        self.stored_when_published: list[set[tuple[str, int]]] = []
+
+    def stored_meetings(self) -> set[str]:
+        with sqlite3.connect(self.path) as db:
+            return {row[0] for row in db.execute("SELECT id FROM meetings")}
+
+    def stored_events(self) -> set[tuple[str, int]]:
+        with sqlite3.connect(self.path) as db:
+            return {(row[0], row[1]) for row in db.execute("SELECT meeting_id, seq FROM events")}
+
+    async def together(self, *jobs: Callable[[Tx], Any]) -> list[Any]:
+        """Run the jobs in one batch; results or exceptions, in order."""
+        before = self.writer.commits
+        outcomes = await asyncio.gather(
+            *(self.writer.run(job) for job in jobs), return_exceptions=True
+        )
+        assert self.writer.commits == before + 1, "the jobs did not share one batch"
+        return outcomes
+
+
+RUNNERS: dict[str, Callable[[AsyncEngine], Runner]] = {
+    "thread": runner_for,
+    "async": AsyncRunner,
+}
+
+
+@pytest.fixture(params=sorted(RUNNERS))
+async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
+    path = tmp_path / "writer.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    await migrate(engine)
+    make_runner = RUNNERS[request.param]
+    h: Harness
+
+    def publish(events: list[Event]) -> None:
+        h.published.append(events)
+        h.stored_when_published.append(h.stored_events())
+
+    writer = Writer(engine, publish, runner=make_runner(engine))
+    h = Harness(path, writer)
+    await writer.start()
+    try:
+        yield h
+    finally:
+        await writer.stop()
+        await engine.dispose()
+
+
+def create(meeting_id: str, *, then: Exception | None = None) -> Callable[[Tx], str]:
+    """A job that stores a meeting, emits an event, and maybe fails after that."""
+
+    def job(tx: Tx) -> str:
+        meeting = Meeting(
+            meeting_id,
+            "t",
+            "",
+            Phase.OPEN,
+            meeting_id.upper(),
+            "da",
+            MeetingSettings(),
+            None,
+            tx.now,
+        )
+        repository.insert_meeting(tx.conn, meeting, KEYS, tx.now)
+        tx.emit(meeting_id, EventKind.MEETING_UPDATED, meeting.to_json())
+        if then is not None:
+            raise then
+        return meeting_id
+
+    return job
+
+
+def refuse(tx: Tx) -> str:
+    """A job that checks first and refuses, having written nothing."""
+    if repository.meeting_exists(tx.conn, "a"):
+        raise conflict("refused")
+    return "not refused"
+
+
+async def test_a_command_refused_after_writing_changes_nothing_and_the_others_commit(
+    harness: Harness,
+) -> None:
+    outcomes = await harness.together(
+        create("a"), create("b", then=conflict("refused late")), create("c")
+    )
+    assert outcomes[0] == "a" and outcomes[2] == "c"
+    assert isinstance(outcomes[1], DomainError)
+    assert harness.stored_meetings() == {"a", "c"}
+    assert harness.writer.reruns == 1
+    published = [(e.meeting_id, e.seq) for batch in harness.published for e in batch]
+    assert published == [("a", 1), ("c", 1)]
+
+
+async def test_a_command_refused_before_writing_does_not_rerun_its_batch(
+    harness: Harness,
+) -> None:
+    outcomes = await harness.together(create("a"), refuse, create("c"))
+    assert outcomes[0] == "a" and outcomes[2] == "c"
+    assert isinstance(outcomes[1], DomainError)
+    assert harness.stored_meetings() == {"a", "c"}
+    assert harness.writer.reruns == 0
+
+
+async def test_an_unexpected_error_fails_only_its_own_command(harness: Harness) -> None:
+    # The second insert of "a" breaks the primary key inside the database.
+    outcomes = await harness.together(create("a"), create("a"), create("b", then=ValueError()))
+    assert outcomes[0] == "a"
+    assert not isinstance(outcomes[1], DomainError) and isinstance(outcomes[1], Exception)
+    assert isinstance(outcomes[2], ValueError)
+    assert harness.stored_meetings() == {"a"}
+
+
+async def test_events_are_numbered_per_meeting_and_published_after_their_commit(
+    harness: Harness,
+) -> None:
+    await harness.together(create("a"), create("b"))
+
+    def more(tx: Tx) -> None:
+        for meeting_id in ("a", "b", "a"):
+            tx.emit(meeting_id, EventKind.SPOTLIGHT_CHANGED, {"message_id": None})
+
+    await harness.writer.run(more)
+    seqs = [[(e.meeting_id, e.seq) for e in batch] for batch in harness.published]
+    assert seqs == [[("a", 1), ("b", 1)], [("a", 2), ("b", 2), ("a", 3)]]
+    for batch, stored in zip(harness.published, harness.stored_when_published, strict=True):
+        assert {(e.meeting_id, e.seq) for e in batch} <= stored
+
+
+async def test_maintenance_runs_outside_a_transaction(harness: Harness) -> None:
+    await harness.writer.run(create("a"))
+    # VACUUM fails inside a transaction.
+    await harness.writer.maintain(purge_file_copies)
+    assert harness.stored_meetings() == {"a"}
+
+    def broken(conn: Connection) -> None:
+        conn.exec_driver_sql("NOT SQL")
+
+    with pytest.raises(Exception, match="syntax error"):
+        await harness.writer.maintain(broken)
+    assert await harness.writer.run(create("b")) == "b"
