@@ -15,8 +15,9 @@ Three levels of seeing a message:
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from server.domain.models import STAFF, Event, EventKind, Role, Status
@@ -35,14 +36,52 @@ class Viewer:
         return self.role in STAFF
 
 
-def message_audience(record: dict[str, Any], viewer: Viewer) -> Hashable:
-    """Readers with the same audience key see the same projection."""
-    mine = viewer.participant_id is not None and viewer.participant_id == record["author_id"]
+# A reader who is neither staff nor the author of anything: the public view.
+PUBLIC_VIEWER = Viewer(Role.VIEWER)
+
+
+# The fields of a message record (`Message.to_record()`) that a projection
+# reads, in the order of a row: a snapshot projects the tuples the database
+# returns, without building a record per message first.
+ROW_FIELDS = (
+    "id",
+    "parent_id",
+    "depth",
+    "kind",
+    "source",
+    "body",
+    "author_id",
+    "author_name",
+    "author_role",
+    "client_id",
+    "status",
+    "reason",
+    "answered",
+    "answered_by",
+    "pinned",
+    "merged_into",
+    "votes",
+    "created_at",
+    "updated_at",
+)
+_AS_ROW = itemgetter(*ROW_FIELDS)
+_ID = ROW_FIELDS.index("id")
+_AUTHOR_ID = ROW_FIELDS.index("author_id")
+_ERASED = Status.ERASED.value
+
+
+def _audience(author_id: str | None, viewer: Viewer) -> Hashable:
+    mine = viewer.participant_id is not None and viewer.participant_id == author_id
     if viewer.is_staff:
         return ("staff", mine)
     if mine:
         return "author"
     return "public"
+
+
+def message_audience(record: dict[str, Any], viewer: Viewer) -> Hashable:
+    """Readers with the same audience key see the same projection."""
+    return _audience(record["author_id"], viewer)
 
 
 def project_message(record: dict[str, Any], viewer: Viewer) -> dict[str, Any] | None:
@@ -51,47 +90,83 @@ def project_message(record: dict[str, Any], viewer: Viewer) -> dict[str, Any] | 
     `voted` is left out: it is the reader's own state and comes with
     snapshots and personal `votes.updated` events.
     """
-    return _project(record, message_audience(record, viewer))
+    return _project(_AS_ROW(record), message_audience(record, viewer))
 
 
-def _project(record: dict[str, Any], audience: Hashable) -> dict[str, Any] | None:
-    status = record["status"]
+def project_rows(
+    rows: Iterable[Sequence[Any]], viewer: Viewer, voted: set[int]
+) -> list[dict[str, Any]]:
+    """The messages of a snapshot as this reader sees them, with `voted`.
+
+    `rows` hold the fields of ROW_FIELDS in that order.
+    """
+    pid = viewer.participant_id
+    # A reader sees each message as its author or as anybody else.
+    own, other = _audience(pid, viewer), _audience(None, viewer)
+    out = []
+    for row in rows:
+        view = _project(row, own if pid is not None and row[_AUTHOR_ID] == pid else other)
+        if view is not None:
+            view["voted"] = row[_ID] in voted
+            out.append(view)
+    return out
+
+
+def _project(row: Sequence[Any], audience: Hashable) -> dict[str, Any] | None:
+    (
+        message_id,
+        parent_id,
+        depth,
+        kind,
+        source,
+        body,
+        author_id,
+        name,
+        author_role,
+        client_id,
+        status,
+        reason,
+        answered,
+        answered_by,
+        pinned,
+        merged_into,
+        votes,
+        created_at,
+        updated_at,
+    ) = row
     staff = isinstance(audience, tuple)
     mine = audience == "author" or (staff and audience[1])  # type: ignore[index]
-    body = record["body"]
-    name = record["author_name"]
-    reason = record["reason"]
     if not staff and not mine:
         if status in UNSEEN_STATUSES:
             return None
         reason = None
         if status in PLACEHOLDER_STATUSES:
             body, name = "", None
-    if status == Status.ERASED.value:
+    if status == _ERASED:
         body, name = "", None
-    author: dict[str, Any] = {"name": name, "role": record["author_role"]}
+    author: dict[str, Any] = {"name": name, "role": author_role}
     out: dict[str, Any] = {
-        "id": record["id"],
-        "parent_id": record["parent_id"],
-        "depth": record["depth"],
-        "kind": record["kind"],
-        "source": record["source"],
+        "id": message_id,
+        "parent_id": parent_id,
+        "depth": depth,
+        "kind": kind,
+        "source": source,
         "body": body,
         "author": author,
         "mine": bool(mine),
         "status": status,
         "reason": reason,
-        "answered": record["answered"],
-        "answered_by": record["answered_by"],
-        "pinned": record["pinned"],
-        "merged_into": record["merged_into"],
-        "votes": record["votes"],
-        "created_at": record["created_at"],
-        "updated_at": record["updated_at"],
+        "answered": answered,
+        "answered_by": answered_by,
+        "pinned": bool(pinned),
+        "merged_into": merged_into,
+        "votes": votes,
+        "created_at": created_at,
+        "updated_at": updated_at,
     }
     if staff:
-        author["participant_id"] = record["author_id"]
-        out["client_id"] = record["client_id"]
+        author["participant_id"] = author_id
+        out["client_id"] = client_id
     return out
 
 
@@ -119,7 +194,7 @@ def project_event(event: Event, viewer: Viewer) -> dict[str, Any] | None:
 def project_event_for(event: Event, audience: Hashable) -> dict[str, Any] | None:
     kind = event.kind
     if kind in (EventKind.MESSAGE_CREATED, EventKind.MESSAGE_UPDATED):
-        return _project(event.data, audience)
+        return _project(_AS_ROW(event.data), audience)
     if kind is EventKind.VOTES_UPDATED:
         return _project_votes(event.data, audience)
     return event.data

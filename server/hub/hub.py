@@ -3,32 +3,54 @@
 Each committed event is encoded once per audience (readers who may see the
 same projection of it), and the same bytes are queued for every connection
 of that audience. Presence counts are pushed at most once per interval.
+
+The hub also remembers what it saw, for the read path: the recent events of
+each meeting that has connections (`History`, so that a resume inside it
+needs no database), and a version of each meeting that changes whenever an
+event changes the meeting itself (so that a cached copy is known stale).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
 from collections.abc import Hashable, Iterable
 from typing import Any
 
 import orjson
 
-from server.domain.models import Event, Role
-from server.domain.views import Viewer, event_audience, project_event_for
+from server.domain.models import Event, EventKind
+from server.domain.views import PUBLIC_VIEWER, Viewer, event_audience, project_event_for
 from server.hub.backends import Backend
+from server.hub.history import History
+from server.hub.presence import Presence
 from server.hub.subscriber import Sink, Subscriber
 from server.protocol import batch_frame, event_frame, ws_text_frame
 
 # Events of one meeting closer together than this go out as one batch frame.
 BATCH_WINDOW = 0.025
+# Events kept in memory per meeting for resumes. A phone that drops off for a
+# minute of a busy meeting (a few events a second, vote counts coalesced to
+# four a second) misses a few hundred; older resumes read the database.
+HISTORY_EVENTS = 2048
+# Events that change the meeting itself (its phase, settings, spotlight).
+MEETING_CHANGES = frozenset({EventKind.MEETING_UPDATED, EventKind.SPOTLIGHT_CHANGED})
 
 
 class Hub:
-    def __init__(self, backend: Backend, *, presence_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        presence_interval: float = 1.0,
+        history_events: int = HISTORY_EVENTS,
+    ) -> None:
         self._backend = backend
+        self._history_events = history_events
+        self._histories: dict[str, History] = {}
+        self._meeting_versions: dict[str, int] = {}
         self._meetings: dict[str, set[Subscriber]] = {}
+        self._presence: dict[str, Presence] = {}
         self._presence_interval = presence_interval
         self._presence_dirty: set[str] = set()
         self._presence_task: asyncio.Task[None] | None = None
@@ -69,15 +91,25 @@ class Hub:
     ) -> Subscriber:
         sub = Subscriber(meeting_id, viewer, budget=budget, in_room=in_room, sink=sink)
         self._meetings.setdefault(meeting_id, set()).add(sub)
+        presence = self._presence.get(meeting_id)
+        if presence is None:
+            presence = self._presence[meeting_id] = Presence()
+        presence.add(sub.participant_id, viewer.role.value, in_room)
         self._presence_dirty.add(meeting_id)
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
         subs = self._meetings.get(sub.meeting_id)
-        if subs is not None:
+        if subs is not None and sub in subs:
             subs.discard(sub)
+            self._presence[sub.meeting_id].remove(
+                sub.participant_id, sub.viewer.role.value, sub.in_room
+            )
             if not subs:
                 del self._meetings[sub.meeting_id]
+                del self._presence[sub.meeting_id]
+                # Nobody left to resume soon: memory follows the live meetings.
+                self._histories.pop(sub.meeting_id, None)
         self._presence_dirty.add(sub.meeting_id)
 
     def start_live(self, sub: Subscriber, seq: int, frames: Iterable[bytes]) -> None:
@@ -110,6 +142,56 @@ class Hub:
             for sub in subs:
                 sub.close(code, reason)
 
+    # --- what the hub remembers ---
+
+    def meeting_version(self, meeting_id: str) -> int:
+        """Changes whenever an event that changes the meeting itself is delivered."""
+        return self._meeting_versions.get(meeting_id, 0)
+
+    def recent_events(
+        self, meeting_id: str, after: int, limit: int
+    ) -> tuple[int, list[Event], bool] | None:
+        """(seq reached, the events in (after, after + limit], more to come) from
+        memory, or None when memory does not hold them all: read the log then.
+
+        "More" is measured against the last event delivered here; one
+        committed and not yet delivered comes live, after these.
+        """
+        history = self._histories.get(meeting_id)
+        if history is None:
+            return None
+        upto = min(history.last, after + limit)
+        events = history.between(after, upto)
+        if events is None:
+            return None
+        return upto, events, upto < history.last
+
+    def start_history(self, meeting_id: str) -> History | None:
+        """A history to fill from the log, collecting deliveries meanwhile.
+
+        None when there is no need: it is kept or being filled already, or the
+        meeting has no connections to resume.
+        """
+        if meeting_id in self._histories or not self._meetings.get(meeting_id):
+            return None
+        history = History(self._history_events)
+        self._histories[meeting_id] = history
+        return history
+
+    def fill_history(
+        self, meeting_id: str, history: History, after: int, last: int, events: list[Event]
+    ) -> None:
+        """Complete a history with the log's events in (after, last]; ignored if
+        it was dropped meanwhile (an erasure, or everybody left)."""
+        if self._histories.get(meeting_id) is history:
+            history.fill(after, last, events)
+
+    def forget_history(self, meeting_id: str, history: History | None = None) -> None:
+        """Drop what is kept of a meeting's events (all of it, or only `history`):
+        an erasure rewrote the log, so the copies are stale."""
+        if history is None or self._histories.get(meeting_id) is history:
+            self._histories.pop(meeting_id, None)
+
     # --- events ---
 
     def publish(self, events: list[Event]) -> None:
@@ -127,6 +209,13 @@ class Hub:
         now = loop.time()
         for event in events:
             self._pending.setdefault(event.meeting_id, []).append(event)
+            history = self._histories.get(event.meeting_id)
+            if history is not None:
+                history.add(event)
+            if event.kind in MEETING_CHANGES:
+                self._meeting_versions[event.meeting_id] = (
+                    self._meeting_versions.get(event.meeting_id, 0) + 1
+                )
         for meeting_id in {e.meeting_id for e in events}:
             if meeting_id in self._scheduled:
                 continue
@@ -147,11 +236,15 @@ class Hub:
         # People for whom some event reads differently than for the public.
         special = _special_participants(events)
         first_seq, last_seq = events[0].seq, events[-1].seq
+        # This loop runs for every connection of the meeting, per event: what
+        # does not depend on the connection is worked out once, outside it.
+        public: tuple[bytes, bytes] | None = None
+        public_done = False
+        queued = 0
         for sub in subs:
             if sub.syncing:
                 sub.held.extend(events)
                 continue
-            viewer = sub.viewer
             if sub.last_seq >= first_seq:
                 # Just came live with some of these in its snapshot or replay.
                 newer = [e for e in events if e.seq > sub.last_seq]
@@ -160,15 +253,18 @@ class Hub:
                     self._push_for(sub, newer, encoder)
                 continue
             sub.last_seq = last_seq
-            if viewer.is_staff or (
-                viewer.participant_id is not None and viewer.participant_id in special
+            if sub.staff or (
+                special and (pid := sub.viewer.participant_id) is not None and pid in special
             ):
                 self._push_for(sub, events, encoder)
-            else:
-                framed = encoder.public(events)
-                if framed is not None:
-                    sub.push(*framed)
-                    self.frames_queued += 1
+                continue
+            if not public_done:
+                public = encoder.public(events)
+                public_done = True
+            if public is not None:
+                sub.push(public[0], public[1])
+                queued += 1
+        self.frames_queued += queued
 
     def _push_for(self, sub: Subscriber, events: list[Event], encoder: _Encoder) -> None:
         framed = encoder.personal(events, sub.viewer)
@@ -180,19 +276,10 @@ class Hub:
 
     def presence(self, meeting_id: str) -> dict[str, Any]:
         """Counts only, never identities: people online, in the hall, by role."""
-        seen: set[str] = set()
-        by_role: Counter[str] = Counter()
-        online = in_room = 0
-        for sub in self._meetings.get(meeting_id, ()):
-            pid = sub.participant_id
-            if pid is not None:
-                if pid in seen:
-                    continue
-                seen.add(pid)
-            online += 1
-            in_room += sub.in_room
-            by_role[sub.viewer.role.value] += 1
-        return {"online": online, "in_room": in_room, "by_role": dict(by_role)}
+        presence = self._presence.get(meeting_id)
+        if presence is None:
+            return {"online": 0, "in_room": 0, "by_role": {}}
+        return presence.counts()
 
     async def _presence_loop(self) -> None:
         while True:
@@ -263,7 +350,7 @@ class _Encoder:
     def public(self, events: list[Event]) -> tuple[bytes, bytes] | None:
         """The frame for everybody who is neither staff nor named in the events."""
         if not self._public_done:
-            keys = tuple((e.seq, event_audience(e, _PUBLIC_VIEWER)) for e in events)
+            keys = tuple((e.seq, event_audience(e, PUBLIC_VIEWER)) for e in events)
             self._public = self._frame(keys, events)
             self._public_done = True
         return self._public
@@ -271,7 +358,3 @@ class _Encoder:
     def personal(self, events: list[Event], viewer: Viewer) -> tuple[bytes, bytes] | None:
         keys = tuple((e.seq, event_audience(e, viewer)) for e in events)
         return self._frame(keys, events)
-
-
-# A reader who is neither staff nor named in any event.
-_PUBLIC_VIEWER = Viewer(Role.VIEWER)

@@ -1,14 +1,18 @@
 """Opening a live session: hello, then replay or snapshot, then live events.
 
 The order makes resume exact (Guarantee 3): the connection subscribes first
-(live events are held), then reads the database at some seq N (replay after
-`since`, or a snapshot), then queues what it read followed by the held
-events above N. Nothing committed can fall between the two, and nothing is
-sent twice.
+(live events are held), then reads at some seq N (replay after `since`, or a
+snapshot), then queues what it read followed by the held events above N.
+Nothing committed can fall between the two, and nothing is sent twice.
+
+A hello costs at most one read transaction of its own, and often none: the
+meeting and the token come from the caches (`services.caches`), and a resume
+inside the recent events the hub keeps is answered from memory.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import orjson
@@ -18,13 +22,15 @@ from server.domain.models import STAFF, Actor, Phase
 from server.hub.subscriber import Sink, Subscriber
 from server.protocol import (
     CLOSE_FORBIDDEN,
+    CLOSE_INTERNAL_ERROR,
     CLOSE_NOT_FOUND,
     CLOSE_UNAUTHORIZED,
     Hello,
 )
 from server.services.context import Services, authenticate
 from server.services.meetings import read_replay, read_snapshot, viewer_for
-from server.store import repository
+
+log = logging.getLogger("ting.sessions")
 
 
 class SessionRefused(Exception):
@@ -43,8 +49,25 @@ class Session:
 async def open_session(
     services: Services, meeting_id: str, hello: Hello, sink: Sink | None = None
 ) -> Session:
-    async with services.read() as conn:
-        meeting = await repository.load_meeting(conn, meeting_id)
+    try:
+        return await _open(services, meeting_id, hello, sink)
+    except SessionRefused:
+        raise
+    except Exception as exc:
+        # One line, not a traceback per socket: under a storm the same failure
+        # repeats thousands of times. Never the token, nor SQL parameters.
+        cause = getattr(exc, "orig", None) or exc
+        log.warning(
+            "hello for meeting %s failed: %s: %s",
+            meeting_id,
+            type(exc).__name__,
+            str(cause).splitlines()[0][:200] if str(cause) else "",
+        )
+        raise SessionRefused(CLOSE_INTERNAL_ERROR, "the session could not be opened") from None
+
+
+async def _open(services: Services, meeting_id: str, hello: Hello, sink: Sink | None) -> Session:
+    meeting = await services.meetings.get(meeting_id)
     if meeting is None:
         raise SessionRefused(CLOSE_NOT_FOUND, "no such meeting")
     actor: Actor | None = None
@@ -59,6 +82,12 @@ async def open_session(
             raise SessionRefused(code, exc.message) from None
         if meeting.phase is Phase.DRAFT and actor.role not in STAFF:
             raise SessionRefused(CLOSE_FORBIDDEN, "the meeting is not open yet")
+    # Checked with no await before subscribing: an erasure that committed
+    # while the token was read is seen here, and one that commits later
+    # closes the subscription made now.
+    pid = actor.participant_id if actor is not None else None
+    if pid is not None and services.tokens.is_revoked(pid):
+        raise SessionRefused(CLOSE_UNAUTHORIZED, "missing or invalid token")
     viewer = viewer_for(actor)
     sub = services.hub.subscribe(
         meeting_id,
