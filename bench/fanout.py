@@ -420,7 +420,11 @@ async def _resume_on(
     deadline = ready + cfg.resume_timeout
     while True:
         status = await fleet.call(
-            "resume_status", group=group, ready_at=ready, expected_seq=expected_seq
+            "resume_status",
+            group=group,
+            ready_at=ready,
+            expected_seq=expected_seq,
+            stopped_at=stopped,
         )
         converged = added(status, "converged")
         if converged >= cfg.clients or time.monotonic() > deadline:
@@ -448,7 +452,7 @@ async def _resume_on(
         else:
             digest_error = None
             break
-    digests = await fleet.call("digests", group=group, since=ready)
+    digests = await fleet.call("digests", group=group, since=stopped)
     by_digest: Counter[str] = Counter()
     for d in digests:
         by_digest.update(d["digests"])

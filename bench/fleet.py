@@ -453,21 +453,23 @@ class Worker:
     # --- resume -----------------------------------------------------------------
 
     async def rpc_resume_status(
-        self, group: str, ready_at: float, expected_seq: int
+        self, group: str, ready_at: float, expected_seq: int, stopped_at: float
     ) -> dict[str, Any]:
         g = self.groups[group]
         times: list[float] = []
         served: list[float] = []
         modes: Counter[str] = Counter()
         for c in g.clients:
-            if c.link is None or c.welcome_at < ready_at:
+            # The new server listens a little before it says so (the line the
+            # bench waits for): a client welcomed in between counts, at 0 s.
+            if c.link is None or c.welcome_at < stopped_at:
                 continue
             modes[c.mode] += 1
             if c.last_seq >= expected_seq or (c.welcome_seq or 0) >= expected_seq:
                 done = max(c.welcome_at, c.sync_done_at)
-                times.append(done - ready_at)
+                times.append(max(0.0, done - ready_at))
                 # The server's part: from the try that succeeded to converged.
-                served.append(done - max(c.attempt_at, ready_at))
+                served.append(max(0.0, done - max(c.attempt_at, ready_at)))
         return {
             "clients": len(g.clients),
             "converged": len(times),
