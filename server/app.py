@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
 
 from server.domain.errors import DomainError
 from server.endpoints import http, pages, websocket
@@ -23,6 +24,23 @@ from server.store.database import create_engine, migrate
 from server.store.writer import Writer
 
 log = logging.getLogger("ting")
+
+
+class _App(Starlette):
+    """Starlette, with WebSockets dispatched ahead of its middleware and router.
+
+    Neither the middleware (security headers, error pages: HTTP only) nor the
+    router does anything for a socket, but each of their frames would stay on
+    the socket's stack for as long as it is open: with thousands of idle
+    sockets, that is a good part of the memory of each.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            scope["app"] = self
+            await websocket.socket_app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings, *, seed_demo: bool = False) -> Starlette:
@@ -68,8 +86,8 @@ def create_app(settings: Settings, *, seed_demo: bool = False) -> Starlette:
             await hub.stop()
             await engine.dispose()
 
-    app = Starlette(
-        routes=[*http.routes, *websocket.routes, *pages.routes()],
+    app = _App(
+        routes=[*http.routes, *pages.routes()],
         lifespan=lifespan,
         exception_handlers={DomainError: http.domain_error_handler},
     )

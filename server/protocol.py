@@ -20,6 +20,7 @@ PROTOCOL_VERSION = 1
 # Close codes (RFC 6455 private range 4000-4999 mirrors HTTP statuses).
 CLOSE_GOING_AWAY = 1001  # the server shuts down; resume elsewhere
 CLOSE_TOO_LARGE = 1009  # a frame over the limit (sent by the WebSocket layer)
+CLOSE_INTERNAL_ERROR = 1011  # session not opened, or keepalive unanswered; reconnect
 CLOSE_MALFORMED_HELLO = 4400
 CLOSE_UNAUTHORIZED = 4401  # bad, missing, foreign or revoked token
 CLOSE_FORBIDDEN = 4403  # the meeting is not open to this role now
@@ -328,9 +329,21 @@ def event_frame(seq: int, kind: str, data: dict[str, Any]) -> bytes:
     return orjson.dumps({"type": "event", "seq": seq, "kind": kind, "data": data})
 
 
+_BATCH_HEAD = b'{"type":"batch","frames":['
+_BATCH_TAIL = b"]}"
+
+
 def batch_frame(frames: list[bytes]) -> bytes:
-    """Several encoded frames as one, without decoding them again."""
-    return b'{"type":"batch","frames":[' + b",".join(frames) + b"]}"
+    """Several encoded frames as one, without decoding them again.
+
+    Batches do not nest (schema/frames/batch.json): one among `frames` (a
+    burst the hub batched, queued for a slow connection) is spliced in.
+    """
+    items = [
+        f[len(_BATCH_HEAD) : -len(_BATCH_TAIL)] if f.startswith(_BATCH_HEAD) else f
+        for f in frames
+    ]
+    return _BATCH_HEAD + b",".join(items) + _BATCH_TAIL
 
 
 def ws_text_frame(payload: bytes) -> bytes:

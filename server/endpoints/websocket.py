@@ -1,8 +1,10 @@
-"""The live socket `/ws/meetings/{id}`: hello, then one reader and one writer.
+"""The live socket `/ws/meetings/{id}`: hello, then a reader.
 
-The reader parses commands and hands them to the shared dispatcher; the
-writer drains the connection's bounded queue. When either ends, the other is
-cancelled and the socket is closed with the code the session ended on.
+The reader (uvicorn's task for the socket) parses commands and hands them to
+the shared dispatcher. Frames go out through the hub's Subscriber, straight
+to the transport or, while it is paused, from a writer task that lives only
+as long as frames wait. When the hub closes the connection (4409, 4401,
+1001), the reader's next receive is the disconnect.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from collections import deque
 from urllib.parse import urlsplit
 
 import orjson
-from starlette.routing import WebSocketRoute
+from starlette.datastructures import Headers
+from starlette.routing import Match, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from server.domain.errors import DomainError, ErrorCode
@@ -32,7 +36,6 @@ from server.protocol import (
     parse_json,
     parse_ref,
     pong_frame,
-    ws_text_frame,
 )
 from server.services import commands
 from server.services.context import Services
@@ -40,21 +43,25 @@ from server.services.sessions import Session, SessionRefused, open_session
 
 log = logging.getLogger("ting.ws")
 
-# Time allowed for the closing handshake with a peer that stopped reading.
+# A close goes out at once (wsprotocol.ting_close); this bounds the wait
+# for one sent to a socket that is already on its way out.
 CLOSE_TIMEOUT = 5.0
 
 
 def origin_allowed(services: Services, websocket: WebSocket) -> bool:
     """Browsers always send Origin; other clients need not. Allow our own."""
-    origin = websocket.headers.get("origin")
+    # Read from the scope, not `websocket.headers`, which would keep a copy
+    # for as long as the socket is open.
+    headers = Headers(scope=websocket.scope)
+    origin = headers.get("origin")
     if origin is None:
         return True
     origin = origin.rstrip("/")
     own = urlsplit(services.settings.public_url)
     allowed = {f"{own.scheme}://{own.netloc}", *services.settings.allowed_origins}
-    host = websocket.headers.get("host")
+    host = headers.get("host")
     if host:
-        scheme = "https" if websocket.url.scheme == "wss" else "http"
+        scheme = "https" if websocket.scope.get("scheme") == "wss" else "http"
         allowed.add(f"{scheme}://{host}")
     return origin in allowed
 
@@ -69,12 +76,20 @@ async def _receive_text(websocket: WebSocket) -> str | bytes | None:
 
 async def meeting_socket(websocket: WebSocket) -> None:
     services: Services = websocket.app.state.services
+    sink = websocket.scope["extensions"].get("ting.sink")
+    if sink is None:
+        # Frames go to the transport directly, which needs the server's own
+        # protocol (`python -m server serve` sets it up).
+        raise RuntimeError("Ting's sockets need server.endpoints.wsprotocol.TingWebSocketProtocol")
     if not origin_allowed(services, websocket):
         # Refused in the handshake (HTTP 403): a page of another site must
         # not ride on a visitor's session (the CORS middleware covers HTTP only).
         await websocket.close(CLOSE_FORBIDDEN)
         return
+    meeting_id = websocket.path_params["meeting_id"]
     await websocket.accept()
+    # Not read again; kept, they would cost a few KB for each open socket.
+    websocket.scope["headers"] = []
     try:
         raw = await asyncio.wait_for(_receive_text(websocket), services.settings.hello_timeout)
     except TimeoutError:
@@ -88,49 +103,35 @@ async def meeting_socket(websocket: WebSocket) -> None:
         await _close(websocket, services, CLOSE_MALFORMED_HELLO, exc.message[:120])
         return
     try:
-        sink = websocket.scope.get("extensions", {}).get("ting.sink")
-        session = await open_session(services, websocket.path_params["meeting_id"], hello, sink)
+        session = await open_session(services, meeting_id, hello, sink)
     except SessionRefused as exc:
         await _close(websocket, services, exc.code, exc.reason[:120])
         return
     services.metrics.connections.inc()
     try:
-        await _serve(websocket, services, session)
+        await _read(websocket, services, session)
     finally:
         services.metrics.connections.dec()
         services.hub.unsubscribe(session.subscriber)
-
-
-async def _serve(websocket: WebSocket, services: Services, session: Session) -> None:
-    sub = session.subscriber
-    reader = asyncio.create_task(_read(websocket, services, session))
-    writer = asyncio.create_task(_write(websocket, session))
-    # The hub's close (4409, 4401, 1001) must end the session even when the
-    # writer is blocked on a peer that stopped reading and never drains.
-    closed = asyncio.create_task(sub.wait_closed())
-    tasks = (reader, writer, closed)
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-    if sub.close_code is not None:
-        await _close(websocket, services, sub.close_code, sub.close_reason)
+    if session.subscriber.close_code is not None:
+        # The hub closed it (4409, 4401, 1001); the socket is closing already.
+        services.metrics.closes.labels(str(session.subscriber.close_code)).inc()
 
 
 async def _read(websocket: WebSocket, services: Services, session: Session) -> None:
-    """Keeps reading while commands run, so that pongs and closes are never stuck
-    behind a slow commit (uvicorn stops reading a socket whose app does not)."""
+    """Reads until the peer leaves or the hub closes the connection.
+
+    Keeps reading while commands run, so that pongs and closes are never stuck
+    behind a slow commit (uvicorn stops reading a socket whose app does not).
+    What goes out is written by the hub's Subscriber, straight to the transport.
+    """
     sub = session.subscriber
     actor = session.actor
     runner = _CommandRunner(services, session)
     try:
         while True:
             raw = await _receive_text(websocket)
-            if raw is None:
+            if raw is None or sub.close_code is not None:
                 return
             ref = None
             try:
@@ -157,55 +158,50 @@ MAX_PENDING_COMMANDS = 256
 
 class _CommandRunner:
     """Runs one connection's commands in order, one at a time, in a task of its own
-    that exists only while commands wait."""
+    that exists only while commands wait (and the queue only while it runs)."""
+
+    __slots__ = ("_services", "_sub", "_task", "_waiting")
 
     def __init__(self, services: Services, session: Session) -> None:
         self._services = services
         self._sub = session.subscriber
-        self._waiting: deque[tuple[Actor, Command]] = deque()
+        self._waiting: deque[tuple[Actor, Command]] | None = None
         self._task: asyncio.Task[None] | None = None
 
     def submit(self, actor: Actor, cmd: Command) -> None:
+        if self._waiting is None:
+            self._waiting = deque()
         if len(self._waiting) >= MAX_PENDING_COMMANDS:
             raise DomainError(ErrorCode.RATE_LIMITED, "too many commands waiting; wait for acks")
         self._waiting.append((actor, cmd))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run())
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(self._waiting))
 
-    async def _run(self) -> None:
-        while self._waiting:
-            actor, cmd = self._waiting.popleft()
-            try:
-                result = await commands.dispatch(self._services, actor, cmd, "ws")
-            except DomainError as exc:
-                self._sub.push(orjson.dumps(error_frame(cmd.ref, exc)))
-            else:
-                self._sub.push(orjson.dumps(ack_frame(cmd.ref, result)))
+    async def _run(self, waiting: deque[tuple[Actor, Command]]) -> None:
+        try:
+            while waiting:
+                actor, cmd = waiting.popleft()
+                try:
+                    result = await commands.dispatch(self._services, actor, cmd, "ws")
+                except DomainError as exc:
+                    self._sub.push(orjson.dumps(error_frame(cmd.ref, exc)))
+                except Exception:
+                    # A bug or a failing database: this command goes unanswered
+                    # (the client retries it), the ones behind it still run.
+                    log.exception("command %s failed", cmd.type_name)
+                else:
+                    self._sub.push(orjson.dumps(ack_frame(cmd.ref, result)))
+        finally:
+            self._task = None
+            self._waiting = None
 
     def cancel(self) -> None:
         # Commands not started are dropped unacked (the client retries them
         # with the same client_id); one already handed to the writer completes.
-        self._waiting.clear()
+        if self._waiting is not None:
+            self._waiting.clear()
         if self._task is not None:
             self._task.cancel()
-
-
-async def _write(websocket: WebSocket, session: Session) -> None:
-    """Sends what queued up while the socket could not take it at once."""
-    sub = session.subscriber
-    sink = sub.sink
-    while True:
-        frame = await sub.next_frame()
-        if frame is None:
-            return
-        if sink is not None:
-            await sink.ting_wait_writable()
-            if sub.close_code is not None or not sink.ting_ready():
-                return
-            sink.ting_write(ws_text_frame(frame))
-        else:
-            await websocket.send({"type": "websocket.send", "text": frame.decode()})
-        sub.sent()
 
 
 async def _close(websocket: WebSocket, services: Services, code: int, reason: str) -> None:
@@ -214,4 +210,19 @@ async def _close(websocket: WebSocket, services: Services, code: int, reason: st
         await asyncio.wait_for(websocket.close(code, reason), CLOSE_TIMEOUT)
 
 
-routes = [WebSocketRoute("/ws/meetings/{meeting_id}", meeting_socket)]
+_MEETING_SOCKET = WebSocketRoute("/ws/meetings/{meeting_id}", meeting_socket)
+
+
+async def socket_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """Every WebSocket of the app, dispatched without the HTTP middleware and router.
+
+    Their frames would stay on each socket's stack for as long as it is open.
+    A path other than /ws/meetings/{id} is refused in the handshake (HTTP 403),
+    as Starlette's router does.
+    """
+    match, child = _MEETING_SOCKET.matches(scope)
+    if match is not Match.FULL:
+        await send({"type": "websocket.close", "code": 1000, "reason": ""})
+        return
+    scope["path_params"] = child["path_params"]
+    await meeting_socket(WebSocket(scope, receive, send))

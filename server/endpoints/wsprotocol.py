@@ -1,16 +1,28 @@
-"""uvicorn's sans-I/O `websockets` protocol, with two changes Ting needs.
+"""uvicorn's sans-I/O `websockets` protocol, with the changes Ting needs.
 
-1. Closing a client that stopped reading (4409) must not wait for its send
+1. The hub writes ready-made frames straight to the transport (`ting_write`)
+   and closes a connection itself (`ting_close`, for 4409, 4401 and 1001),
+   so that an idle connection needs no task of its own besides uvicorn's.
+2. Closing a client that stopped reading (4409) must not wait for its send
    buffer to drain, since it never will: the close frame is queued at once
    and the connection is dropped if the peer does not take it in time.
-2. On shutdown, clients are told 1001 (going away: resume elsewhere), which
+3. On shutdown, clients are told 1001 (going away: resume elsewhere), which
    is what the protocol promises, rather than uvicorn's 1012.
+4. Memory per idle connection (thousands of them in one process): the
+   receive queue and the writable flag are small slotted objects instead of
+   an asyncio.Queue and an asyncio.Event (~5 KB of empty deques between
+   them), and the handshake's request and response are let go once accepted.
+5. A failed keepalive ends the app's session too: uvicorn only closes the
+   transport, which never finishes for a peer that stopped reading with data
+   still buffered, and the session would wait on it for good.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from starlette.types import Message
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from server.protocol import CLOSE_GOING_AWAY
@@ -20,46 +32,175 @@ from server.protocol import CLOSE_GOING_AWAY
 STUCK_PEER_TIMEOUT = 10.0
 
 
+class _Inbox:
+    """The messages for the app (connect, receive, disconnect), in order.
+
+    Stands in for uvicorn's asyncio.Queue, of which it uses `put_nowait`,
+    `get` and `empty`. It rarely holds more than one message, since uvicorn
+    stops reading a socket until the app has taken what came.
+    """
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[Message] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Message) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    async def get(self) -> Message:
+        while not self._items:
+            # Cancelled while waiting (the hello timeout), nothing is lost:
+            # a message stays in the list until a `get` returns it.
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+
+class _Writable:
+    """Whether the transport takes writes (it is not paused), and a wait for it.
+
+    Stands in for uvicorn's asyncio.Event (`set`, `clear`, `is_set`, `wait`),
+    holding waiters only while somebody waits.
+    """
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = True
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+        return True
+
+
 class TingWebSocketProtocol(WebSocketsSansIOProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Duck-typed replacements (see the module docstring, point 4).
+        self.queue = _Inbox()  # type: ignore[assignment]
+        self.writable = _Writable()  # type: ignore[assignment]
+
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None:
-            # The hub writes ready-made frames straight to the transport.
             scope["extensions"]["ting.sink"] = self
 
-    def ting_ready(self) -> bool:
+    # --- the Sink of server/hub/subscriber.py ---
+
+    def _open(self) -> bool:
         return (
             self.handshake_complete
             and not self.close_sent
             and self.initial_response is None
-            and self.writable.is_set()
             and not self.transport.is_closing()
         )
 
-    def ting_write(self, data: bytes) -> None:
-        self.transport.write(data)
-
-    async def ting_wait_writable(self) -> None:
-        await self.writable.wait()
-
-    async def send(self, message: Any) -> None:
+    def ting_write(self, data: bytes) -> bool:
+        """Writes `data` if it goes out without waiting; False (nothing written) if not."""
+        # The hub calls this for every connection of a meeting per event: one
+        # call, with the checks of `_open` inline.
         if (
-            message["type"] == "websocket.close"
+            self.writable.is_set()
             and self.handshake_complete
             and not self.close_sent
             and self.initial_response is None
-            and not self.writable.is_set()
             and not self.transport.is_closing()
         ):
-            code = message.get("code", 1000)
-            self.queue.put_nowait({"type": "websocket.disconnect", "code": code})
-            self.conn.send_close(code, message.get("reason") or "")
+            self.transport.write(data)
+            return True
+        return False
+
+    async def ting_wait_writable(self) -> bool:
+        """Until a write goes out without waiting (True) or the connection closes (False)."""
+        while self._open():
+            if self.writable.is_set():
+                return True
+            await self.writable.wait()
+        return False
+
+    def ting_close(self, code: int, reason: str) -> None:
+        """Closes the connection with `code` now; the app's receive gets the disconnect.
+
+        Also when it is closing already (the peer's close, a failed keepalive):
+        the app's reader must end either way.
+        """
+        if self.disconnected or not self.handshake_complete or self.initial_response is not None:
+            return
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        if self._open():
+            self.conn.send_close(code, reason)
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.close_sent = True
-            self.close_timer = self.loop.call_later(STUCK_PEER_TIMEOUT, self.transport.abort)
+            if self.writable.is_set():
+                # As uvicorn does: read on, for the peer's answering close frame.
+                if self.read_paused:
+                    self.read_paused = False
+                    self.transport.resume_reading()
+                self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+                return
+        # The peer stopped reading, or the connection was closing already and
+        # has not finished: either way it may never drain, and would hold the
+        # connection and its buffers for good. It gets a while, then it is dropped.
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+        self.close_timer = self.loop.call_later(STUCK_PEER_TIMEOUT, self.transport.abort)
+
+    # --- uvicorn's protocol ---
+
+    async def send(self, message: Any) -> None:
+        if message["type"] == "websocket.close" and self._open():
+            # After the handshake, every close takes the same path as the hub's.
+            self.ting_close(message.get("code", 1000), message.get("reason") or "")
             return
         await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            # Never read again; a few KB of headers per connection otherwise.
+            del self.request
+            del self.response
+
+    def keepalive_timeout(self) -> None:
+        failed = not self.close_sent and not self.transport.is_closing()
+        super().keepalive_timeout()
+        if failed:
+            # See the module docstring, point 5.
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": 1011})
+            self.close_timer = self.loop.call_later(STUCK_PEER_TIMEOUT, self.transport.abort)
 
     def shutdown(self) -> None:
         if self.handshake_complete and not self.close_sent and self.initial_response is None:
