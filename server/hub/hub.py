@@ -253,10 +253,14 @@ class Hub:
                     self._push_for(sub, newer, encoder)
                 continue
             sub.last_seq = last_seq
-            if sub.staff or (
-                special and (pid := sub.viewer.participant_id) is not None and pid in special
-            ):
+            if sub.staff:
                 self._push_for(sub, events, encoder)
+                continue
+            if special and (pid := sub.viewer.participant_id) is not None and pid in special:
+                framed = encoder.named(events, sub.viewer, special[pid])
+                if framed is not None:
+                    sub.push(framed[0], framed[1])
+                    queued += 1
                 continue
             if not public_done:
                 public = encoder.public(events)
@@ -296,18 +300,22 @@ class Hub:
                         sub.push(frame, wire)
 
 
-def _special_participants(events: list[Event]) -> set[str]:
-    """Authors, recipients and restricted-count authors named in these events."""
-    special: set[str] = set()
-    for event in events:
+def _special_participants(events: list[Event]) -> dict[str, set[int]]:
+    """Who is named in these events (author, recipient, restricted-count
+    author), and at which positions: only there does their projection differ
+    from the public one."""
+    special: dict[str, set[int]] = {}
+    for i, event in enumerate(events):
         if event.recipient is not None:
-            special.add(event.recipient)
+            special.setdefault(event.recipient, set()).add(i)
         author = event.data.get("author_id")
         if author is not None:
-            special.add(author)
+            special.setdefault(author, set()).add(i)
         restricted = event.data.get("restricted")
         if restricted:
-            special.update(a for a in restricted.values() if a is not None)
+            for named in restricted.values():
+                if named is not None:
+                    special.setdefault(named, set()).add(i)
     return special
 
 
@@ -320,6 +328,7 @@ class _Encoder:
         self._batches: dict[tuple[tuple[int, Hashable], ...], tuple[bytes, bytes] | None] = {}
         self._public: tuple[bytes, bytes] | None = None
         self._public_done = False
+        self._public_payloads: list[bytes | None] | None = None
 
     def _payload(self, event: Event, audience: Hashable) -> bytes | None:
         key = (event.seq, audience)
@@ -354,6 +363,30 @@ class _Encoder:
             self._public = self._frame(keys, events)
             self._public_done = True
         return self._public
+
+    def named(
+        self, events: list[Event], viewer: Viewer, positions: set[int]
+    ) -> tuple[bytes, bytes] | None:
+        """The frame for a reader who is not staff and is named in a few events.
+
+        Such a reader sees every other event as the public does, so the public
+        payloads are reused and only those few are projected for them. When
+        many people post at once, each author's frame then costs a join, not a
+        projection of every event in the batch.
+        """
+        if self._public_payloads is None:
+            self._public_payloads = [
+                self._payload(e, event_audience(e, PUBLIC_VIEWER)) for e in events
+            ]
+        own = list(self._public_payloads)
+        for i in positions:
+            event = events[i]
+            own[i] = self._payload(event, event_audience(event, viewer))
+        payloads = [p for p in own if p is not None]
+        if not payloads:
+            return None
+        payload = payloads[0] if len(payloads) == 1 else batch_frame(payloads)
+        return payload, ws_text_frame(payload)
 
     def personal(self, events: list[Event], viewer: Viewer) -> tuple[bytes, bytes] | None:
         keys = tuple((e.seq, event_audience(e, viewer)) for e in events)
