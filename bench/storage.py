@@ -67,6 +67,8 @@ async def ingest_ting(fleet: Fleet, cfg: Config, admin: str) -> dict[str, Any]:
         await join_group(fleet, "ingest", server.port, meeting_id, cfg.ingest_clients)
         await fleet.call("configure", group="ingest", track_state=False, auto_resume=False)
         out["connect"] = await connect_group(fleet, "ingest")
+        # Once connected (welcome and snapshot are not replies).
+        await fleet.call("configure", group="ingest", replies_only=True)
         log(f"ingest: {cfg.ingest_clients} clients posting for {cfg.ingest_seconds:g} s")
         meter = CpuMeter(server.pid)
         meter.start()
