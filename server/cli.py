@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import socket
 import sys
@@ -69,10 +70,31 @@ def serve(settings: Settings, *, seed_demo: bool = False) -> None:
         while not server.started and not serving.done():
             await asyncio.sleep(0.05)
         if server.started:
+            _tune_gc()
             _announce(settings, app.state, port)
         await serving
 
     asyncio.run(run())
+
+
+# Allocations between young collections. Python's default, 700, makes a storm of
+# thousands of connecting sockets (each some 80 objects) trigger full
+# collections again and again, each a scan of every live connection.
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def _tune_gc() -> None:
+    """Keep the garbage collector off what lives as long as the process.
+
+    What was built at start (modules, the app) is frozen out of every later
+    collection, and young collections run less often, so that full ones are
+    rarer too. Memory barely changes: reference counting still frees nearly
+    everything at once; only garbage in cycles waits a little longer.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def _announce(settings: Settings, state: Any, port: int) -> None:
