@@ -119,6 +119,39 @@ async def fanout(
     }
 
 
+async def steady_and_burst(
+    out: dict[str, Any],
+    fleet: Fleet,
+    group: str,
+    publisher: Publisher,
+    meter: CpuMeter,
+    server: ServerProcess,
+    cfg: Config,
+    *steady_for: str,
+) -> None:
+    """The 10/s workload (if a workload of `steady_for` is wanted), then the burst."""
+    runs = []
+    if cfg.wants(*steady_for):
+        runs.append(("fanout", cfg.fanout_rate, cfg.fanout_seconds))
+    if cfg.wants("burst"):
+        runs.append(("burst", cfg.burst_rate, cfg.burst_seconds))
+    for name, rate, seconds in runs:
+        if name == "burst":
+            await asyncio.sleep(1.0)  # after the steady run or the connects, a quiet second
+        run = fanout(
+            fleet,
+            group,
+            publisher,
+            meter,
+            label=f"{group[0]}{name[0]}",
+            rate=rate,
+            seconds=seconds,
+            body=cfg.body,
+            drain_timeout=cfg.drain_timeout,
+        )
+        await attempt(out, name, run, server, cfg)
+
+
 # --- phase: the baseline server -------------------------------------------------
 
 
@@ -145,43 +178,9 @@ async def baseline_phase(fleet: Fleet, cfg: Config) -> dict[str, Any]:
         log(f"baseline: {cfg.clients} clients connecting")
         await attempt(out, "memory", measure_memory(fleet, "base", server, cfg.settle), server, cfg)
         await publisher.connect()
-        if cfg.wants("fanout", "latency"):
-            await attempt(
-                out,
-                "fanout",
-                fanout(
-                    fleet,
-                    "base",
-                    publisher,
-                    meter,
-                    label="bf",
-                    rate=cfg.fanout_rate,
-                    seconds=cfg.fanout_seconds,
-                    body=cfg.body,
-                    drain_timeout=cfg.drain_timeout,
-                ),
-                server,
-                cfg,
-            )
-        if cfg.wants("burst"):
-            await asyncio.sleep(1.0)
-            await attempt(
-                out,
-                "burst",
-                fanout(
-                    fleet,
-                    "base",
-                    publisher,
-                    meter,
-                    label="bb",
-                    rate=cfg.burst_rate,
-                    seconds=cfg.burst_seconds,
-                    body=cfg.body,
-                    drain_timeout=cfg.drain_timeout,
-                ),
-                server,
-                cfg,
-            )
+        await steady_and_burst(
+            out, fleet, "base", publisher, meter, server, cfg, "fanout", "latency"
+        )
     finally:
         publisher.close()
         await fleet.call("close", group="base")
@@ -210,43 +209,9 @@ async def ting_phase(fleet: Fleet, cfg: Config, admin: str) -> dict[str, Any]:
         await attempt(out, "memory", measure_memory(fleet, "ting", server, cfg.settle), server, cfg)
         publisher = Publisher(server.port, meeting_id, moderator, cfg.publishers)
         await publisher.connect()
-        if cfg.wants("fanout", "latency", "votes"):
-            await attempt(
-                out,
-                "fanout",
-                fanout(
-                    fleet,
-                    "ting",
-                    publisher,
-                    meter,
-                    label="tf",
-                    rate=cfg.fanout_rate,
-                    seconds=cfg.fanout_seconds,
-                    body=cfg.body,
-                    drain_timeout=cfg.drain_timeout,
-                ),
-                server,
-                cfg,
-            )
-        if cfg.wants("burst"):
-            await asyncio.sleep(1.0)
-            await attempt(
-                out,
-                "burst",
-                fanout(
-                    fleet,
-                    "ting",
-                    publisher,
-                    meter,
-                    label="tb",
-                    rate=cfg.burst_rate,
-                    seconds=cfg.burst_seconds,
-                    body=cfg.body,
-                    drain_timeout=cfg.drain_timeout,
-                ),
-                server,
-                cfg,
-            )
+        await steady_and_burst(
+            out, fleet, "ting", publisher, meter, server, cfg, "fanout", "latency", "votes"
+        )
         if cfg.wants("votes"):
             await asyncio.sleep(1.0)
             await attempt(out, "votes", vote_storm(fleet, "ting", cfg, publisher, db), server, cfg)

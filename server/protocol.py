@@ -268,7 +268,9 @@ def parse_command(obj: Any) -> Command:
             by=f.text("by", required=False, limit=_RAW_TEXT_LIMIT),
         )
     if kind_name == "merge":
-        return Merge(ref, message_id=_required(f.integer("message_id")), into=_required(f.integer("into")))
+        return Merge(
+            ref, message_id=_required(f.integer("message_id")), into=_required(f.integer("into"))
+        )
     if kind_name == "spotlight":
         if "message_id" not in obj:
             raise invalid("message_id is required (null clears the spotlight)")
@@ -340,8 +342,7 @@ def batch_frame(frames: list[bytes]) -> bytes:
     burst the hub batched, queued for a slow connection) is spliced in.
     """
     items = [
-        f[len(_BATCH_HEAD) : -len(_BATCH_TAIL)] if f.startswith(_BATCH_HEAD) else f
-        for f in frames
+        f[len(_BATCH_HEAD) : -len(_BATCH_TAIL)] if f.startswith(_BATCH_HEAD) else f for f in frames
     ]
     return _BATCH_HEAD + b",".join(items) + _BATCH_TAIL
 

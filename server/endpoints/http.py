@@ -189,10 +189,20 @@ async def qr_svg(request: Request) -> Response:
     qr = segno.make(meetings.join_url(services, meeting), error="m")
     # A standalone SVG document: it needs its namespace to render in an <img>.
     out = io.BytesIO()
-    qr.save(out, kind="svg", scale=8, border=2, dark="#000", light="#fff", xmldecl=False,
-            svgns=True, omitsize=True)
-    return Response(out.getvalue(), media_type="image/svg+xml",
-                    headers={"cache-control": "max-age=300"})
+    qr.save(
+        out,
+        kind="svg",
+        scale=8,
+        border=2,
+        dark="#000",
+        light="#fff",
+        xmldecl=False,
+        svgns=True,
+        omitsize=True,
+    )
+    return Response(
+        out.getvalue(), media_type="image/svg+xml", headers={"cache-control": "max-age=300"}
+    )
 
 
 async def healthz(request: Request) -> Response:

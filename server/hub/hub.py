@@ -122,7 +122,7 @@ class Hub:
         newer = [e for e in held if e.seq > seq]
         if newer:
             sub.last_seq = newer[-1].seq
-            self._push_for(sub, newer, _Encoder(self))
+            self._push_for(sub, newer, _Encoder(self, newer))
 
     def connections(self, meeting_id: str) -> int:
         return len(self._meetings.get(meeting_id, ()))
@@ -232,7 +232,7 @@ class Hub:
         subs = self._meetings.get(meeting_id)
         if not events or not subs:
             return
-        encoder = _Encoder(self)
+        encoder = _Encoder(self, events)
         # People for whom some event reads differently than for the public.
         special = _special_participants(events)
         first_seq, last_seq = events[0].seq, events[-1].seq
@@ -257,13 +257,13 @@ class Hub:
                 self._push_for(sub, events, encoder)
                 continue
             if special and (pid := sub.viewer.participant_id) is not None and pid in special:
-                framed = encoder.named(events, sub.viewer, special[pid])
+                framed = encoder.named(sub.viewer, special[pid])
                 if framed is not None:
                     sub.push(framed[0], framed[1])
                     queued += 1
                 continue
             if not public_done:
-                public = encoder.public(events)
+                public = encoder.public()
                 public_done = True
             if public is not None:
                 sub.push(public[0], public[1])
@@ -322,12 +322,11 @@ def _special_participants(events: list[Event]) -> dict[str, set[int]]:
 class _Encoder:
     """Encodes each (event, audience) once, and each distinct batch once."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, events: list[Event]) -> None:
         self._hub = hub
+        self._events = events
         self._payloads: dict[tuple[int, Hashable], bytes | None] = {}
         self._batches: dict[tuple[tuple[int, Hashable], ...], tuple[bytes, bytes] | None] = {}
-        self._public: tuple[bytes, bytes] | None = None
-        self._public_done = False
         self._public_payloads: list[bytes | None] | None = None
 
     def _payload(self, event: Event, audience: Hashable) -> bytes | None:
@@ -340,33 +339,19 @@ class _Encoder:
             self._hub.frames_encoded += 1
         return self._payloads[key]
 
-    def _frame(
-        self, keys: tuple[tuple[int, Hashable], ...], events: list[Event]
-    ) -> tuple[bytes, bytes] | None:
-        if keys not in self._batches:
-            payloads = [
-                p
-                for e, (_, a) in zip(events, keys, strict=True)
-                if (p := self._payload(e, a)) is not None
+    def _public_list(self) -> list[bytes | None]:
+        """Each event's payload as the public sees it (None: no frame)."""
+        if self._public_payloads is None:
+            self._public_payloads = [
+                self._payload(e, event_audience(e, PUBLIC_VIEWER)) for e in self._events
             ]
-            if not payloads:
-                self._batches[keys] = None
-            else:
-                payload = payloads[0] if len(payloads) == 1 else batch_frame(payloads)
-                self._batches[keys] = (payload, ws_text_frame(payload))
-        return self._batches[keys]
+        return self._public_payloads
 
-    def public(self, events: list[Event]) -> tuple[bytes, bytes] | None:
+    def public(self) -> tuple[bytes, bytes] | None:
         """The frame for everybody who is neither staff nor named in the events."""
-        if not self._public_done:
-            keys = tuple((e.seq, event_audience(e, PUBLIC_VIEWER)) for e in events)
-            self._public = self._frame(keys, events)
-            self._public_done = True
-        return self._public
+        return _framed(self._public_list())
 
-    def named(
-        self, events: list[Event], viewer: Viewer, positions: set[int]
-    ) -> tuple[bytes, bytes] | None:
+    def named(self, viewer: Viewer, positions: set[int]) -> tuple[bytes, bytes] | None:
         """The frame for a reader who is not staff and is named in a few events.
 
         Such a reader sees every other event as the public does, so the public
@@ -374,20 +359,26 @@ class _Encoder:
         many people post at once, each author's frame then costs a join, not a
         projection of every event in the batch.
         """
-        if self._public_payloads is None:
-            self._public_payloads = [
-                self._payload(e, event_audience(e, PUBLIC_VIEWER)) for e in events
-            ]
-        own = list(self._public_payloads)
+        own = list(self._public_list())
         for i in positions:
-            event = events[i]
+            event = self._events[i]
             own[i] = self._payload(event, event_audience(event, viewer))
-        payloads = [p for p in own if p is not None]
-        if not payloads:
-            return None
-        payload = payloads[0] if len(payloads) == 1 else batch_frame(payloads)
-        return payload, ws_text_frame(payload)
+        return _framed(own)
 
     def personal(self, events: list[Event], viewer: Viewer) -> tuple[bytes, bytes] | None:
+        """The frame for staff, or for a reader who came live amid `events`."""
         keys = tuple((e.seq, event_audience(e, viewer)) for e in events)
-        return self._frame(keys, events)
+        if keys not in self._batches:
+            self._batches[keys] = _framed(
+                [self._payload(e, a) for e, (_, a) in zip(events, keys, strict=True)]
+            )
+        return self._batches[keys]
+
+
+def _framed(payloads: list[bytes | None]) -> tuple[bytes, bytes] | None:
+    """One frame (a batch if several) of the payloads that exist, and its wire bytes."""
+    present = [p for p in payloads if p is not None]
+    if not present:
+        return None
+    payload = present[0] if len(present) == 1 else batch_frame(present)
+    return payload, ws_text_frame(payload)

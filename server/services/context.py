@@ -27,7 +27,7 @@ from server.services.caches import (
 from server.services.limits import RateLimiter
 from server.services.votes import VoteCoalescer
 from server.settings import Settings
-from server.store import reads
+from server.store import reads, repository
 from server.store.reads import Participant, Tail
 from server.store.writer import Writer
 
@@ -81,7 +81,7 @@ class Services:
 
     async def _load_meeting(self, meeting_id: str) -> Meeting | None:
         async with self.read() as conn:
-            return await conn.run_sync(reads.meeting, meeting_id)
+            return await conn.run_sync(repository.load_meeting, meeting_id)
 
     async def _load_tokens(self, hashes: list[str]) -> dict[str, Participant]:
         async with self.read() as conn:

@@ -19,27 +19,14 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Select, bindparam, exists, select
 
-from server.domain.models import Event, EventKind, Meeting, MeetingSettings, Phase, Role
+from server.domain.models import Event, EventKind, Meeting, Role
 from server.domain.views import ROW_FIELDS
-from server.store.tables import events, meetings, messages, participants, votes
+from server.store import repository
+from server.store.tables import events, messages, participants, votes
 
 # Keys looked up in one query. SQLite's historical limit on bound parameters
 # is 999: stay well below it.
 MAX_BATCH = 500
-
-_MEETING_COLUMNS = (
-    meetings.c.id,
-    meetings.c.title,
-    meetings.c.basis,
-    meetings.c.phase,
-    meetings.c.code,
-    meetings.c.language,
-    meetings.c.settings,
-    meetings.c.spotlight,
-    meetings.c.created_at,
-    meetings.c.last_seq,
-    meetings.c.first_seq,
-)
 
 _ROW_COLUMNS = tuple(messages.c[name] for name in ROW_FIELDS)
 
@@ -89,25 +76,9 @@ class Tail:
     events: list[Event]
 
 
-def _meeting(row: Any) -> Meeting:
-    return Meeting(
-        id=row.id,
-        title=row.title,
-        basis=row.basis,
-        phase=Phase(row.phase),
-        code=row.code,
-        language=row.language,
-        settings=MeetingSettings(**orjson.loads(row.settings)),
-        spotlight=row.spotlight,
-        created_at=row.created_at,
-        last_seq=row.last_seq,
-    )
-
-
 # Statements are built once: SQLAlchemy then finds each compiled in its cache
 # by the statement's own memoized key instead of rebuilding and hashing the
 # expression on every hello.
-_MEETING = select(*_MEETING_COLUMNS).where(meetings.c.id == bindparam("meeting_id"))
 _PARTICIPANTS = select(
     participants.c.token_hash,
     participants.c.id,
@@ -142,9 +113,6 @@ _VOTED = select(votes.c.message_id).where(
     votes.c.meeting_id == bindparam("meeting_id"),
     votes.c.participant_id == bindparam("participant_id"),
 )
-_BOUNDS = select(meetings.c.first_seq, meetings.c.last_seq).where(
-    meetings.c.id == bindparam("meeting_id")
-)
 _ALL_EVENTS = (
     select(events.c.seq, events.c.kind, events.c.data, events.c.message_id, events.c.recipient)
     .where(
@@ -158,11 +126,6 @@ _ALL_EVENTS = (
 _EVENTS_FOR = _ALL_EVENTS.where(
     events.c.recipient.is_(None) | (events.c.recipient == bindparam("who"))
 )
-
-
-def meeting(conn: Connection, meeting_id: str) -> Meeting | None:
-    row = conn.execute(_MEETING, {"meeting_id": meeting_id}).first()
-    return _meeting(row) if row is not None else None
 
 
 def participants_by_token_hashes(conn: Connection, hashes: list[str]) -> dict[str, Participant]:
@@ -179,15 +142,15 @@ def snapshot_heads(conn: Connection, asked: Mapping[str, Collection[str]]) -> di
     meetings that do not exist are left out."""
     out = {}
     for meeting_id, participant_ids in asked.items():
-        row = conn.execute(_MEETING, {"meeting_id": meeting_id}).first()
-        if row is None:
+        meeting = repository.load_meeting(conn, meeting_id)
+        if meeting is None:
             continue
         personal: set[str] = set()
         if participant_ids:
             ids = {"ids": list(participant_ids)}
             personal.update(r[0] for r in conn.execute(_AUTHORS, ids))
             personal.update(r[0] for r in conn.execute(_VOTERS, ids))
-        out[meeting_id] = Head(_meeting(row), frozenset(personal))
+        out[meeting_id] = Head(meeting, frozenset(personal))
     return out
 
 
@@ -196,8 +159,8 @@ def snapshot(
 ) -> SnapshotRead | None:
     """The meeting and its messages; for a `shareable` reader (not staff)
     whether they have something of their own, and their votes if so."""
-    row = conn.execute(_MEETING, {"meeting_id": meeting_id}).first()
-    if row is None:
+    meeting = repository.load_meeting(conn, meeting_id)
+    if meeting is None:
         return None
     personal = False
     if shareable and participant_id is not None:
@@ -206,7 +169,7 @@ def snapshot(
     voted: set[int] = set()
     if participant_id is not None and (personal or not shareable):
         voted = voted_ids(conn, meeting_id, participant_id)
-    return SnapshotRead(_meeting(row), personal, rows, voted)
+    return SnapshotRead(meeting, personal, rows, voted)
 
 
 def message_rows(conn: Connection, meeting_id: str) -> Sequence[Sequence[Any]]:
@@ -229,17 +192,12 @@ def _events(
     ]
 
 
-def _bounds(conn: Connection, meeting_id: str) -> tuple[int, int] | None:
-    row = conn.execute(_BOUNDS, {"meeting_id": meeting_id}).first()
-    return (row.first_seq, row.last_seq) if row is not None else None
-
-
 def replay(
     conn: Connection, meeting_id: str, after: int, limit: int, recipient: str | None
 ) -> Tail | None:
     """Events in (after, after + limit] for `recipient` (personal events of others
     left out), with the meeting's bounds; None if there is no such meeting."""
-    bounds = _bounds(conn, meeting_id)
+    bounds = repository.seq_bounds(conn, meeting_id)
     if bounds is None:
         return None
     first, last = bounds
@@ -257,7 +215,7 @@ def recent_after(first_seq: int, last_seq: int, count: int) -> int:
 
 def recent_events(conn: Connection, meeting_id: str, count: int) -> Tail | None:
     """Everybody's events among the last `count` seqs of a meeting's log."""
-    bounds = _bounds(conn, meeting_id)
+    bounds = repository.seq_bounds(conn, meeting_id)
     if bounds is None:
         return None
     first, last = bounds

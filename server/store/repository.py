@@ -169,11 +169,14 @@ def update_meeting(conn: Connection, meeting_id: str, now: str, **values: Any) -
     )
 
 
+_SEQ_BOUNDS = select(meetings.c.first_seq, meetings.c.last_seq).where(
+    meetings.c.id == bindparam("meeting_id")
+)
+
+
 def seq_bounds(conn: Connection, meeting_id: str) -> tuple[int, int] | None:
     """(first kept seq, last seq) of a meeting."""
-    row = conn.execute(
-        select(meetings.c.first_seq, meetings.c.last_seq).where(meetings.c.id == meeting_id)
-    ).first()
+    row = conn.execute(_SEQ_BOUNDS, {"meeting_id": meeting_id}).first()
     return (row.first_seq, row.last_seq) if row else None
 
 
