@@ -18,7 +18,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from tests import schemas
-from tests.support import Api, ServerProcess, connect, new_meeting
+from tests.support import Api, ServerProcess, client_id, connect, new_meeting
 
 # 100 posts of 4.5 KB fill the client's small receive buffer, the kernel's
 # send buffer and uvicorn's 64 KiB write buffer, so that the server meets a
@@ -133,3 +133,32 @@ async def test_server_shutdown_closes_every_socket_with_1001(
         for sock in (member, viewer):
             await asyncio.wait_for(sock.conn.wait_closed(), 10)
             assert sock.close_code == 1001
+
+
+async def test_commands_sent_in_one_burst_are_all_answered_in_the_order_sent(api: Api) -> None:
+    # They arrive many to a read: the socket stops being read while its
+    # commands wait for the app, and reads on once they are taken.
+    meeting = await new_meeting(api)
+    topic = await meeting.topic()
+    count = 200
+    async with connect(api.server, meeting.id, meeting.moderator["token"]) as sock:
+        for i in range(count):
+            await sock.send(
+                {
+                    "type": "post",
+                    "ref": f"burst-{i}",
+                    "body": f"burst {i}",
+                    "parent_id": topic["id"],
+                    "client_id": client_id(),
+                }
+            )
+        replies = [
+            await sock.recv_until(lambda f: f["type"] in ("ack", "error"), timeout=20)
+            for _ in range(count)
+        ]
+    assert [r["type"] for r in replies] == ["ack"] * count
+    assert [r["ref"] for r in replies] == [f"burst-{i}" for i in range(count)]
+    bodies = [r["result"]["message"]["body"] for r in replies]
+    assert bodies == [f"burst {i}" for i in range(count)]
+    ids = [r["result"]["message"]["id"] for r in replies]
+    assert ids == sorted(ids) and len(set(ids)) == count

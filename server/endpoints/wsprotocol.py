@@ -15,11 +15,19 @@
 5. A failed keepalive ends the app's session too: uvicorn only closes the
    transport, which never finishes for a peer that stopped reading with data
    still buffered, and the session would wait on it for good.
+6. System calls per command. A send to a loopback or LAN socket costs about
+   as much as everything else the server does for a small frame, so what one
+   turn of the event loop writes to a connection (the events of a commit and
+   the acks they answer) goes out in one write, at the end of the turn. And
+   uvicorn pauses reading after every message until the app has taken it
+   (two epoll_ctl calls per command); Ting's reader takes each message at
+   once, so reading pauses only when several wait.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any
 
 from starlette.types import Message
@@ -31,13 +39,16 @@ from server.protocol import CLOSE_GOING_AWAY
 # connection is dropped and its buffers are freed.
 STUCK_PEER_TIMEOUT = 10.0
 
+# Messages waiting for the app before the socket stops being read (point 6).
+INBOX_LIMIT = 8
+
 
 class _Inbox:
     """The messages for the app (connect, receive, disconnect), in order.
 
     Stands in for uvicorn's asyncio.Queue, of which it uses `put_nowait`,
-    `get` and `empty`. It rarely holds more than one message, since uvicorn
-    stops reading a socket until the app has taken what came.
+    `get` and `empty`. It rarely holds more than one message: the reader
+    takes each at once, and the socket stops being read at INBOX_LIMIT.
     """
 
     __slots__ = ("_items", "_waiter")
@@ -45,6 +56,9 @@ class _Inbox:
     def __init__(self) -> None:
         self._items: list[Message] = []
         self._waiter: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def put_nowait(self, item: Message) -> None:
         self._items.append(item)
@@ -108,12 +122,47 @@ class _Writable:
         return True
 
 
+class _Flusher:
+    """Writes out, at the end of a turn of the loop, what connections took in it."""
+
+    __slots__ = ("_loop", "_waiting")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiting: list[TingWebSocketProtocol] = []
+
+    def add(self, protocol: TingWebSocketProtocol) -> None:
+        if not self._waiting:
+            self._loop.call_soon(self._flush)
+        self._waiting.append(protocol)
+
+    def _flush(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for protocol in waiting:
+            protocol.ting_flush()
+
+
+_FLUSHERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _flusher(loop: asyncio.AbstractEventLoop) -> _Flusher:
+    flusher = _FLUSHERS.get(loop)
+    if flusher is None:
+        flusher = _FLUSHERS[loop] = _Flusher(loop)
+    return flusher
+
+
 class TingWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Duck-typed replacements (see the module docstring, point 4).
         self.queue = _Inbox()  # type: ignore[assignment]
         self.writable = _Writable()  # type: ignore[assignment]
+        # Frames taken in this turn of the loop, written at its end (point 6).
+        self._out: list[bytes] | None = None
+        self._flusher = _flusher(self.loop)
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -142,13 +191,28 @@ class TingWebSocketProtocol(WebSocketsSansIOProtocol):
             and self.initial_response is None
             and not self.transport.is_closing()
         ):
-            self.transport.write(data)
+            if self._out is None:
+                self._out = [data]
+                self._flusher.add(self)
+            else:
+                self._out.append(data)
             return True
         return False
+
+    def ting_flush(self) -> None:
+        """Writes what `ting_write` took, in one call; before anything else goes out."""
+        out, self._out = self._out, None
+        if out and self._open():
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     async def ting_wait_writable(self) -> bool:
         """Until a write goes out without waiting (True) or the connection closes (False)."""
         while self._open():
+            if self._out is not None:
+                # What this turn took goes out first (the flush is scheduled
+                # ahead of this task); then the transport says if it takes more.
+                await asyncio.sleep(0)
+                continue
             if self.writable.is_set():
                 return True
             await self.writable.wait()
@@ -164,6 +228,7 @@ class TingWebSocketProtocol(WebSocketsSansIOProtocol):
             return
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
         if self._open():
+            self.ting_flush()
             self.conn.send_close(code, reason)
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.close_sent = True
@@ -183,7 +248,20 @@ class TingWebSocketProtocol(WebSocketsSansIOProtocol):
 
     # --- uvicorn's protocol ---
 
+    def send_receive_event_to_app(self) -> None:
+        # uvicorn pauses reading after each message (see point 6); marked as
+        # paused, it does not, and reading pauses here once INBOX_LIMIT wait.
+        # `receive` resumes it when the app has taken them all, as in uvicorn.
+        paused = self.read_paused
+        self.read_paused = True
+        super().send_receive_event_to_app()
+        self.read_paused = paused
+        if not paused and len(self.queue) >= INBOX_LIMIT:  # type: ignore[arg-type]
+            self.read_paused = True
+            self.transport.pause_reading()
+
     async def send(self, message: Any) -> None:
+        self.ting_flush()
         if message["type"] == "websocket.close" and self._open():
             # After the handshake, every close takes the same path as the hub's.
             self.ting_close(message.get("code", 1000), message.get("reason") or "")
@@ -204,6 +282,7 @@ class TingWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def shutdown(self) -> None:
         if self.handshake_complete and not self.close_sent and self.initial_response is None:
+            self.ting_flush()
             self.stop_keepalive()
             self.queue.put_nowait({"type": "websocket.disconnect", "code": CLOSE_GOING_AWAY})
             self.conn.send_close(CLOSE_GOING_AWAY, "server going away")
