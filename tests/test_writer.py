@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from server.store.database import create_engine, migrate, purge_file_copies
 from server.store.writer import AsyncRunner, Runner, Tx, Writer, runner_for
 
 KEYS = {"moderator": "m", "speaker": "s", "screen": "c"}
+BATCH_SIZE = 16
 
 
 class Harness:
@@ -76,7 +78,7 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         h.published.append(events)
         h.stored_when_published.append(h.stored_events())
 
-    writer = Writer(engine, publish, runner=make_runner(engine))
+    writer = Writer(engine, publish, batch_size=BATCH_SIZE, runner=make_runner(engine))
     h = Harness(path, writer)
     await writer.start()
     try:
@@ -178,3 +180,45 @@ async def test_maintenance_runs_outside_a_transaction(harness: Harness) -> None:
     with pytest.raises(Exception, match="syntax error"):
         await harness.writer.maintain(broken)
     assert await harness.writer.run(create("b")) == "b"
+
+
+def spotlight(meeting_id: str, index: int) -> Callable[[Tx], int]:
+    """A job that only emits an event; returns its index."""
+
+    def job(tx: Tx) -> int:
+        tx.emit(meeting_id, EventKind.SPOTLIGHT_CHANGED, {"message_id": index})
+        return index
+
+    return job
+
+
+async def test_more_commands_than_a_batch_commit_in_order_over_several_batches(
+    harness: Harness,
+) -> None:
+    await harness.writer.run(create("a"))
+    before = harness.writer.commits
+    count = 2 * BATCH_SIZE + 10
+    results = await asyncio.gather(*(harness.writer.run(spotlight("a", i)) for i in range(count)))
+    assert results == list(range(count))
+    assert harness.writer.commits == before + 3
+    published = [e for batch in harness.published[-3:] for e in batch]
+    assert [e.seq for e in published] == list(range(2, count + 2))
+    assert [e.data["message_id"] for e in published] == list(range(count))
+
+
+async def test_commands_sent_while_a_batch_commits_go_together_in_the_next(
+    harness: Harness,
+) -> None:
+    await harness.writer.run(create("a"))
+    before = harness.writer.commits
+
+    def slow(tx: Tx) -> str:
+        time.sleep(0.3)
+        return "slow"
+
+    first = asyncio.ensure_future(harness.writer.run(slow))
+    await asyncio.sleep(0.1)
+    later = await asyncio.gather(*(harness.writer.run(spotlight("a", i)) for i in range(5)))
+    assert await first == "slow"
+    assert later == list(range(5))
+    assert harness.writer.commits == before + 2

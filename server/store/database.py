@@ -71,6 +71,20 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("ting_writer") else "BEGIN")
 
 
+# Key in the write connection's `info`: statements run that may have changed
+# data. A job that ran none (it refused before writing) leaves nothing to undo.
+_WRITES = "ting_writes"
+
+
+def writes(conn: Connection) -> int:
+    """Statements run on `conn` that may have changed data (the writer's count)."""
+    return int(conn.info.get(_WRITES, 0))
+
+
+def note_write(conn: Connection) -> None:
+    conn.info[_WRITES] = writes(conn) + 1
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

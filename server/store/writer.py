@@ -28,7 +28,10 @@ the refused command still changes nothing and the others still commit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+import queue
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from server.domain.errors import DomainError
 from server.domain.models import Event, EventKind, Meeting
 from server.store import repository
-from server.store.database import create_writer_engine, now_iso
+from server.store.database import create_writer_engine, note_write, now_iso, writes
 
 log = logging.getLogger("ting.writer")
 
@@ -142,9 +145,10 @@ class ThreadRunner:
         return await self._call(fn, self._conn)
 
     async def run_outside_transaction(self, fn: Callable[[Connection], None]) -> None:
-        await self._call(self._autocommit, fn)
+        await self._call(self.autocommit, fn)
 
-    def _autocommit(self, fn: Callable[[Connection], None]) -> None:
+    def autocommit(self, fn: Callable[[Connection], None]) -> None:
+        """On the runner's thread: `fn` on a second connection in autocommit mode."""
         with self._engine.connect() as conn:
             fn(conn.execution_options(isolation_level="AUTOCOMMIT"))
 
@@ -206,8 +210,24 @@ class _Maintenance:
     future: asyncio.Future[None]
 
 
+class _Stop:
+    """Tells the writer's thread to end (after what was queued before it)."""
+
+
+Item = _Queued[Any] | _Maintenance | _Stop
+
+
 class Writer:
-    """The single writer; `run(job)` returns the job's result after commit."""
+    """The single writer; `run(job)` returns the job's result after commit.
+
+    What the callers of one turn of the event loop hand in goes to the
+    writer's queue together, at the end of that turn, so that commands that
+    arrive together are committed together. With a runner of its own thread
+    (SQLite), that thread takes the next batch from the queue as soon as it
+    has committed one, and the loop settles the committed one meanwhile: the
+    database never waits for the loop. Otherwise a task of the loop takes
+    the batches and runs each through the runner.
+    """
 
     def __init__(
         self,
@@ -220,7 +240,9 @@ class Writer:
         self._runner = runner or runner_for(engine)
         self._publish = publish
         self._batch_size = batch_size
-        self._queue: asyncio.Queue[_Queued[Any] | _Maintenance] = asyncio.Queue()
+        # Filled by the thread's queue or by an asyncio.Queue (`start`).
+        self._queue: queue.SimpleQueue[list[Item]] | asyncio.Queue[list[Item]] | None = None
+        self._incoming: list[Item] = []
         self._task: asyncio.Task[None] | None = None
         self.commits = 0
         self.jobs = 0
@@ -230,84 +252,171 @@ class Writer:
     async def start(self) -> None:
         await self._runner.open()
         await self._runner.run(_count_writes)
-        self._task = asyncio.create_task(self._loop(), name="ting-writer")
+        runner = self._runner
+        if isinstance(runner, ThreadRunner):
+            self._queue = queue.SimpleQueue()
+            loop = asyncio.get_running_loop()
+            serving = runner.run(lambda conn: self._serve(conn, runner, loop))
+            self._task = asyncio.create_task(serving, name="ting-writer")
+        else:
+            self._queue = asyncio.Queue()
+            self._task = asyncio.create_task(self._loop(), name="ting-writer")
 
     async def stop(self) -> None:
         if self._task is None:
             return
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
+        if isinstance(self._queue, queue.SimpleQueue):
+            # The thread ends after the batch it is in; what waits is dropped.
+            self._queue.put_nowait([_Stop()])
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._task)
+        else:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         self._task = None
         await self._runner.close()
 
     async def run(self, job: Job[T]) -> T:
+        return await self.submit(job)
+
+    def submit(self, job: Job[T]) -> asyncio.Future[T]:
+        """Queue `job`; the future resolves after the commit of its batch."""
         if self._task is None or self._task.done():
             raise RuntimeError("the writer is not running")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Queued(job, future))
-        return await future
+        self._hand_in(_Queued(job, future))
+        return future
 
     async def maintain(self, job: Callable[[Connection], None]) -> None:
-        """Run `job` on the writer's thread outside any transaction (VACUUM)."""
+        """Run `job` on the writer's connection outside any transaction (VACUUM)."""
+        if self._task is None or self._task.done():
+            raise RuntimeError("the writer is not running")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Maintenance(job, future))
+        self._hand_in(_Maintenance(job, future))
         await future
 
-    async def _loop(self) -> None:
-        carry: _Maintenance | None = None
-        while True:
-            first = carry or await self._queue.get()
-            carry = None
-            if isinstance(first, _Maintenance):
-                await self._maintain(first)
-                continue
-            batch = [first]
-            while len(batch) < self._batch_size and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if isinstance(item, _Maintenance):
-                    carry = item
+    def _hand_in(self, item: Item) -> None:
+        if not self._incoming:
+            asyncio.get_running_loop().call_soon(self._hand_over)
+        self._incoming.append(item)
+
+    def _hand_over(self) -> None:
+        items, self._incoming = self._incoming, []
+        assert self._queue is not None
+        self._queue.put_nowait(items)
+
+    def _take(self, waiting: list[Item]) -> tuple[Item, list[_Queued[Any]], list[Item]]:
+        """From the front of what waits: a maintenance job or stop (alone), or a batch.
+
+        `waiting` is topped up from the queue without blocking; what is not
+        taken is returned, to come first next time.
+        """
+        if not waiting:
+            raise ValueError("nothing waits")
+        first = waiting[0]
+        if not isinstance(first, _Queued):
+            return first, [], waiting[1:]
+        batch: list[_Queued[Any]] = []
+        i = 0
+        while len(batch) < self._batch_size:
+            if i == len(waiting):
+                assert self._queue is not None
+                if self._queue.empty():
                     break
-                batch.append(item)
-            await self._commit_batch(batch)
+                waiting = waiting[i:] + self._queue.get_nowait()
+                i = 0
+            item = waiting[i]
+            if not isinstance(item, _Queued):
+                break
+            batch.append(item)
+            i += 1
+        return first, batch, waiting[i:]
 
-    async def _maintain(self, item: _Maintenance) -> None:
-        try:
-            await self._runner.run_outside_transaction(item.job)
-        except Exception as exc:
-            if not item.future.done():
-                item.future.set_exception(exc)
-        else:
-            if not item.future.done():
-                item.future.set_result(None)
+    def _serve(
+        self, conn: Connection, runner: ThreadRunner, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """The writer's thread (ThreadRunner): batch after batch, until stopped."""
+        assert isinstance(self._queue, queue.SimpleQueue)
+        waiting: list[Item] = []
+        while True:
+            if not waiting:
+                waiting = self._queue.get()
+            first, batch, waiting = self._take(waiting)
+            if isinstance(first, _Stop):
+                return
+            if isinstance(first, _Maintenance):
+                try:
+                    runner.autocommit(first.job)
+                except Exception as exc:
+                    loop.call_soon_threadsafe(_settle, first.future, None, exc)
+                else:
+                    loop.call_soon_threadsafe(_settle, first.future, None, None)
+                continue
+            try:
+                done = _run_batch(conn, [item.job for item in batch], now_iso())
+            except Exception as exc:
+                log.exception("commit failed")
+                loop.call_soon_threadsafe(self._failed, batch, exc)
+            else:
+                loop.call_soon_threadsafe(self._committed, batch, done)
 
-    async def _commit_batch(self, batch: list[_Queued[Any]]) -> None:
-        jobs = [item.job for item in batch]
-        now = now_iso()
-        try:
-            done = await self._runner.run(lambda conn: _run_batch(conn, jobs, now))
-        except Exception as exc:
-            log.exception("commit failed")
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(exc)
-            return
+    async def _loop(self) -> None:
+        """The writer's task (other runners): batch after batch, until cancelled."""
+        assert isinstance(self._queue, asyncio.Queue)
+        waiting: list[Item] = []
+        while True:
+            if not waiting:
+                waiting = await self._queue.get()
+            first, batch, waiting = self._take(waiting)
+            if isinstance(first, _Maintenance):
+                try:
+                    await self._runner.run_outside_transaction(first.job)
+                except Exception as exc:
+                    _settle(first.future, None, exc)
+                else:
+                    _settle(first.future, None, None)
+                continue
+            if not batch:
+                continue
+            run = functools.partial(_run_batch, jobs=[item.job for item in batch], now=now_iso())
+            try:
+                done = await self._runner.run(run)
+            except Exception as exc:
+                log.exception("commit failed")
+                self._failed(batch, exc)
+            else:
+                self._committed(batch, done)
+
+    def _failed(self, batch: list[_Queued[Any]], exc: BaseException) -> None:
+        for item in batch:
+            _settle(item.future, None, exc)
+
+    def _committed(self, batch: list[_Queued[Any]], done: _Done) -> None:
+        """On the loop: the batch is durable; its callers get their results."""
         self.commits += 1
         self.jobs += len(batch)
         self.reruns += done.reruns
+        # The callers resume in the next turn of the loop, after all of this
+        # (publishing and hooks too). Resolved first, their acks are written
+        # in the same turn as the events that go out at once, and both leave
+        # at the end of that turn (endpoints/wsprotocol.py): one write per
+        # connection, the events before the ack.
+        for item, (result, error) in zip(batch, done.outcomes, strict=True):
+            _settle(item.future, result, error)
         if done.events:
             self._publish(done.events)
         for hook in done.hooks:
             hook()
-        for item, (result, error) in zip(batch, done.outcomes, strict=True):
-            if item.future.done():
-                continue  # the caller went away; the work is done all the same
-            if error is not None:
-                item.future.set_exception(error)
-            else:
-                item.future.set_result(result)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return  # the caller went away; the work is done all the same
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 # --- one batch, on the write connection ------------------------------------------
@@ -352,7 +461,7 @@ def _run_jobs(conn: Connection, jobs: list[Job[Any]], now: str, *, isolated: boo
     hooks: list[Callable[[], None]] = []
     for job in jobs:
         tx = Tx(conn, now, meetings)
-        writes = _writes(conn)
+        written = writes(conn)
         try:
             if isolated:
                 with conn.begin_nested():
@@ -366,7 +475,7 @@ def _run_jobs(conn: Connection, jobs: list[Job[Any]], now: str, *, isolated: boo
                 # The savepoint took back what the job wrote, maybe a
                 # meeting it had cached since.
                 meetings.clear()
-            elif not isinstance(exc, DomainError) or _writes(conn) != writes:
+            elif not isinstance(exc, DomainError) or writes(conn) != written:
                 raise _SendBack from exc
             outcomes.append((None, exc))
         else:
@@ -399,15 +508,6 @@ def _number_and_store(conn: Connection, pending: list[_PendingEvent], now: str) 
     return numbered
 
 
-# Key in the write connection's `info`: statements run that may have changed
-# data. A job that ran none (it refused before writing) leaves nothing to undo.
-_WRITES = "ting_writes"
-
-
-def _writes(conn: Connection) -> int:
-    return int(conn.info.get(_WRITES, 0))
-
-
 def _count_writes(conn: Connection) -> None:
     """From now on, count on `conn` every statement that is not a SELECT."""
 
@@ -421,4 +521,4 @@ def _count_writes(conn: Connection) -> None:
         executemany: bool,
     ) -> None:
         if statement.lstrip()[:6].upper() != "SELECT":
-            conn.info[_WRITES] = _writes(conn) + 1
+            note_write(conn)
