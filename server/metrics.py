@@ -48,6 +48,20 @@ class Metrics:
             buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
             registry=self.registry,
         )
+        # (command, transport) -> its "ok" counter and its histogram: looked up
+        # for every command, and `labels()` is slow next to the rest of an ack.
+        self._done: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+
+    def command_done(self, command: str, transport: str) -> tuple[Counter, Histogram]:
+        """The "ok" counter and the duration histogram of a command over a transport."""
+        key = (command, transport)
+        pair = self._done.get(key)
+        if pair is None:
+            pair = self._done[key] = (
+                self.commands.labels(command, transport, "ok"),
+                self.command_seconds.labels(command),
+            )
+        return pair
 
     def watch_fanout(self, fanout: FanoutCounts) -> None:
         """Export the hub's own counters, read when /metrics is scraped."""

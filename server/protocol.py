@@ -57,7 +57,8 @@ def _check_depth(value: Any) -> None:
             continue
         if depth > MAX_JSON_DEPTH:
             raise invalid(f"JSON nests deeper than {MAX_JSON_DEPTH} levels")
-        stack.extend((child, depth + 1) for child in children)
+        # Only containers go on the stack: a command is mostly flat.
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
 def dumps(value: Any) -> bytes:

@@ -10,6 +10,7 @@ returned only after the commit.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -52,22 +53,54 @@ Result = dict[str, Any]
 
 async def dispatch(services: Services, actor: Actor, command: Command, transport: str) -> Result:
     """Run one command for an actor; returns the ack's result or raises DomainError."""
+    return await submit(services, actor, command, transport)
+
+
+def submit(
+    services: Services, actor: Actor, command: Command, transport: str
+) -> asyncio.Future[Result]:
+    """Start one command; its future holds the ack's result or the DomainError.
+
+    Raises DomainError at once for what is refused before the writer
+    (rate limits). Commands submitted one after another commit in that order:
+    the writer takes its jobs in order. No task is made for the command: the
+    socket's reader answers it from the future's callback.
+    """
     name = command.type_name
     started = time.perf_counter()
+    future: asyncio.Future[Result]
     try:
         if isinstance(command, Ping):
-            result: Result = {}
+            future = asyncio.get_running_loop().create_future()
+            future.set_result({})
         else:
             _check_rate(services, actor, command)
             handler = _HANDLERS[type(command)]
-            result = await services.writer.run(_job(services, handler, actor, command))
+            future = services.writer.submit(_job(services, handler, actor, command))
     except DomainError as exc:
-        services.metrics.commands.labels(name, transport, "error").inc()
-        services.metrics.errors.labels(exc.code.value).inc()
+        _count_error(services, name, transport, exc)
         raise
-    services.metrics.commands.labels(name, transport, "ok").inc()
-    services.metrics.command_seconds.labels(name).observe(time.perf_counter() - started)
-    return result
+    future.add_done_callback(lambda f: _count(services, name, transport, started, f))
+    return future
+
+
+def _count(
+    services: Services, name: str, transport: str, started: float, future: asyncio.Future[Result]
+) -> None:
+    if future.cancelled():
+        return
+    exc = future.exception()
+    if exc is None:
+        done, seconds = services.metrics.command_done(name, transport)
+        done.inc()
+        seconds.observe(time.perf_counter() - started)
+    elif isinstance(exc, DomainError):
+        _count_error(services, name, transport, exc)
+
+
+def _count_error(services: Services, name: str, transport: str, exc: DomainError) -> None:
+    services.metrics.commands.labels(name, transport, "error").inc()
+    services.metrics.errors.labels(exc.code.value).inc()
 
 
 def _check_rate(services: Services, actor: Actor, command: Command) -> None:
