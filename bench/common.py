@@ -274,12 +274,14 @@ async def measure_memory(
     }
 
 
-async def make_meeting(http: HttpClient, admin: str, title: str) -> tuple[str, str]:
-    """A live, post-moderated, public meeting and a moderator token for it."""
+async def make_meeting(
+    http: HttpClient, admin: str, title: str, moderation: str = "post"
+) -> tuple[str, str]:
+    """A live, public meeting (post-moderated unless told) and a moderator token for it."""
     created = await http.json(
         "POST",
         "/api/meetings",
-        {"title": title, "phase": "live", "settings": {"moderation": "post", "public": True}},
+        {"title": title, "phase": "live", "settings": {"moderation": moderation, "public": True}},
         token=admin,
     )
     moderator = await http.json(

@@ -186,7 +186,7 @@ def rows(results: dict[str, Any], clients: int) -> list[Row]:
         out.append(
             Row(
                 "ingest",
-                f"{ing.get('clients')} clients posting, synchronous=FULL",
+                f"{ing.get('clients')} clients posting into the moderation queue, synchronous=FULL",
                 _num(t, "{:.0f} posts/s"),
                 _num(b, "{:.0f} rows/s (raw)"),
                 _num(r, "{:.2f}x"),
@@ -216,6 +216,24 @@ def rows(results: dict[str, Any], clients: int) -> list[Row]:
                 "",
                 "0 lost",
                 lost == 0,
+            )
+        )
+    everyone = _ok(ingest.get("ting_shown"))
+    if everyone:
+        # For the record, no target: ingest and a fan-out of posts/s times clients.
+        t = everyone.get("posts_per_second")
+        p99 = _get(everyone, "ack_latency_ms", "p99")
+        lost = everyone.get("lost_after_sigkill")
+        out.append(
+            Row(
+                "ingest, shown to all",
+                f"same, each post sent at once to all {everyone.get('clients')} posters",
+                f"{_num(t, '{:.0f} posts/s')}, p99 ack {_num(p99, '{:.1f} ms')}, "
+                f"{lost} of {everyone.get('acked')} lost",
+                _num(_get(ing or {}, "raw", "rows_per_second"), "{:.0f} rows/s (raw)"),
+                _num(_ratio(t, _get(ing or {}, "raw", "rows_per_second")), "{:.2f}x"),
+                "(reported)",
+                None,
             )
         )
 

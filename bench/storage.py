@@ -46,24 +46,44 @@ from bench.wsclient import Client, Pool
 
 
 async def ingest_phase(fleet: Fleet, cfg: Config, admin: str) -> dict[str, Any]:
+    """Ingest twice: into the moderation queue (the row with targets), and shown to all.
+
+    The first is a pre-moderated meeting: each post is stored, numbered, put
+    in the queue of the moderator watching it live and acked to its author;
+    this is what the write path holds. The second, reported for the record,
+    is a post-moderated meeting: each post also goes out at once to every one
+    of the posting clients, so it measures ingest and a fan-out of
+    (posts/s times clients) deliveries together.
+    """
     out: dict[str, Any] = {}
-    await attempt(out, "ting", ingest_ting(fleet, cfg, admin))
+    await attempt(out, "ting", ingest_ting(fleet, cfg, admin, moderation="pre"))
     log("ingest: raw aiosqlite, one commit per row")
     await attempt(
         out, "raw", raw.one_commit_per_row(cfg.data_dir / "raw.db", cfg.ingest_seconds, cfg.body)
     )
+    log("ingest: every post shown to every posting client")
+    await attempt(out, "ting_shown", ingest_ting(fleet, cfg, admin, moderation="post"))
     return out
 
 
-async def ingest_ting(fleet: Fleet, cfg: Config, admin: str) -> dict[str, Any]:
-    db = cfg.data_dir / "ingest.db"
+async def ingest_ting(fleet: Fleet, cfg: Config, admin: str, *, moderation: str) -> dict[str, Any]:
+    db = cfg.data_dir / f"ingest-{moderation}.db"
     server = ting_server(db, admin, root=cfg.server_root)
     await server.start()
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"moderation": moderation}
     http = HttpClient(HOST, server.port)
+    moderator: Client | None = None
     try:
-        meeting_id, _ = await make_meeting(http, admin, "Bench ingest")
+        meeting_id, moderator_token = await make_meeting(
+            http, admin, "Bench ingest", moderation=moderation
+        )
         await http.close()
+        # The moderator's console, live: every post reaches it.
+        pool = Pool(HOST, server.port, meeting_id)
+        pool.track_state = False
+        pool.auto_resume = False
+        moderator = Client(pool, -1, moderator_token)
+        await moderator.connect()
         await join_group(fleet, "ingest", server.port, meeting_id, cfg.ingest_clients)
         await fleet.call("configure", group="ingest", track_state=False, auto_resume=False)
         out["connect"] = await connect_group(fleet, "ingest")
@@ -91,6 +111,7 @@ async def ingest_ting(fleet: Fleet, cfg: Config, admin: str) -> dict[str, Any]:
             profile.with_suffix(".top.txt").write_text(summarize_profile(profile))
         await server.kill()
         killed = time.monotonic()
+        out["moderator"] = {"last_seq": moderator.last_seq, "order_errors": moderator.order_errors}
         results = await posting
         acked = [(int(a[0]), str(a[1])) for r in results for a in r["acked"]]
         window = killed - max(r["started"] for r in results)
@@ -113,6 +134,8 @@ async def ingest_ting(fleet: Fleet, cfg: Config, admin: str) -> dict[str, Any]:
         )
     finally:
         await fleet.call("close", group="ingest")
+        if moderator is not None:
+            moderator.close()
         await server.kill()
     return out
 
