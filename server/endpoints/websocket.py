@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -108,7 +109,7 @@ async def meeting_socket(websocket: WebSocket) -> None:
         return
     services.metrics.connections.inc()
     try:
-        await _read(websocket, services, session)
+        await _read(websocket, services, session, sink)
     finally:
         services.metrics.connections.dec()
         services.hub.unsubscribe(session.subscriber)
@@ -117,34 +118,47 @@ async def meeting_socket(websocket: WebSocket) -> None:
         services.metrics.closes.labels(str(session.subscriber.close_code)).inc()
 
 
-async def _read(websocket: WebSocket, services: Services, session: Session) -> None:
-    """Reads until the peer leaves or the hub closes the connection.
+async def _read(websocket: WebSocket, services: Services, session: Session, sink: Any) -> None:
+    """Handles commands until the peer leaves or the hub closes the connection.
 
-    Keeps reading while commands run, so that pongs and closes are never stuck
-    behind a slow commit (uvicorn stops reading a socket whose app does not).
-    What goes out is written by the hub's Subscriber, straight to the transport.
+    Each message is handled in the callback that read it (`ting_receive_with`
+    of endpoints/wsprotocol.py), with no task switch per command; this task
+    only waits for the disconnect. Commands go to the writer and are
+    answered when they commit, so reading never waits on a slow commit and
+    pongs and closes are never stuck behind one.
     """
     sub = session.subscriber
     actor = session.actor
     runner = _CommandRunner(services, session)
+
+    def handle(raw: str | bytes) -> None:
+        if sub.close_code is not None:
+            return
+        ref = None
+        try:
+            obj = parse_json(raw)
+            ref = parse_ref(obj)
+            cmd = parse_command(obj)
+            if isinstance(cmd, Ping):
+                sub.push(orjson.dumps(pong_frame(cmd.ref)))
+                return
+            if actor is None:
+                raise DomainError(ErrorCode.FORBIDDEN, "a viewer without a token only reads")
+            runner.submit(actor, cmd)
+        except DomainError as exc:
+            sub.push(orjson.dumps(error_frame(ref, exc)))
+        except Exception:
+            # A bug: this message goes unanswered, the connection reads on.
+            log.exception("a message could not be handled")
+
+    sink.ting_receive_with(handle)
     try:
         while True:
+            # Only what the protocol does not hand to `handle` comes here.
             raw = await _receive_text(websocket)
             if raw is None or sub.close_code is not None:
                 return
-            ref = None
-            try:
-                obj = parse_json(raw)
-                ref = parse_ref(obj)
-                cmd = parse_command(obj)
-                if isinstance(cmd, Ping):
-                    sub.push(orjson.dumps(pong_frame(cmd.ref)))
-                    continue
-                if actor is None:
-                    raise DomainError(ErrorCode.FORBIDDEN, "a viewer without a token only reads")
-                runner.submit(actor, cmd)
-            except DomainError as exc:
-                sub.push(orjson.dumps(error_frame(ref, exc)))
+            handle(raw)
     finally:
         runner.cancel()
 

@@ -15,7 +15,10 @@
 5. A failed keepalive ends the app's session too: uvicorn only closes the
    transport, which never finishes for a peer that stopped reading with data
    still buffered, and the session would wait on it for good.
-6. System calls per command. A send to a loopback or LAN socket costs about
+6. Work per command. Once a session is open, each message is handed to
+   the app's handler in the callback that parsed it (`ting_receive_with`),
+   not through the receive queue and a task switch per message. And system
+   calls: A send to a loopback or LAN socket costs about
    as much as everything else the server does for a small frame, so what one
    turn of the event loop writes to a connection (the events of a commit and
    the acks they answer) goes out in one write, at the end of the turn. And
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import Message
@@ -68,6 +72,13 @@ class _Inbox:
 
     def empty(self) -> bool:
         return not self._items
+
+    def take_messages(self) -> list[Message]:
+        """Removes and returns the `websocket.receive` messages, in order."""
+        taken = [m for m in self._items if m["type"] == "websocket.receive"]
+        if taken:
+            self._items = [m for m in self._items if m["type"] != "websocket.receive"]
+        return taken
 
     async def get(self) -> Message:
         while not self._items:
@@ -163,6 +174,8 @@ class TingWebSocketProtocol(WebSocketsSansIOProtocol):
         # Frames taken in this turn of the loop, written at its end (point 6).
         self._out: list[bytes] | None = None
         self._flusher = _flusher(self.loop)
+        # The app's handler of messages, once it has one (point 6).
+        self._receiver: Callable[[str | bytes], None] | None = None
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -246,9 +259,39 @@ class TingWebSocketProtocol(WebSocketsSansIOProtocol):
             self.close_timer.cancel()
         self.close_timer = self.loop.call_later(STUCK_PEER_TIMEOUT, self.transport.abort)
 
+    def ting_receive_with(self, receiver: Callable[[str | bytes], None]) -> None:
+        """From now on, each message goes to `receiver` as soon as it is read.
+
+        Messages already waiting go to it first, in order; a disconnect stays
+        for the app's `receive`, which is then all it gets.
+        """
+        self._receiver = receiver
+        inbox: _Inbox = self.queue  # type: ignore[assignment]
+        for message in inbox.take_messages():
+            text = message.get("text")
+            receiver(text if text is not None else message.get("bytes") or b"")
+        if self.read_paused and inbox.empty():
+            self.read_paused = False
+            self.transport.resume_reading()
+
     # --- uvicorn's protocol ---
 
     def send_receive_event_to_app(self) -> None:
+        receiver = self._receiver
+        if receiver is not None and not self.close_sent:
+            data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+            if self.curr_msg_data_type != "text":
+                self.frames = []
+                receiver(bytes(data))
+                return
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                pass  # uvicorn's own path closes with 1007
+            else:
+                self.frames = []
+                receiver(text)
+                return
         # uvicorn pauses reading after each message (see point 6); marked as
         # paused, it does not, and reading pauses here once INBOX_LIMIT wait.
         # `receive` resumes it when the app has taken them all, as in uvicorn.
