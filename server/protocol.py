@@ -154,6 +154,10 @@ class Hello:
 
 
 MODERATE_ACTIONS = ("approve", "reject", "hide", "restore", "pin", "unpin")
+_KINDS = tuple(k.value for k in Kind)
+_FLOOR_KINDS = (Kind.QUESTION.value, Kind.COMMENT.value, Kind.ANSWER.value)
+_ANSWERED = tuple(a.value for a in Answered)
+_PHASES = tuple(p.value for p in Phase)
 COMMAND_TYPES = (
     "ping",
     "post",
@@ -238,7 +242,7 @@ def parse_command(obj: Any) -> Command:
     if kind_name == "ping":
         return Ping(ref)
     if kind_name == "post":
-        kind = f.choice("kind", tuple(k.value for k in Kind), required=False)
+        kind = f.choice("kind", _KINDS, required=False)
         return Post(
             ref,
             parent_id=f.integer("parent_id", required=False),
@@ -261,7 +265,7 @@ def parse_command(obj: Any) -> Command:
             reason=f.text("reason", required=False, limit=_RAW_TEXT_LIMIT),
         )
     if kind_name == "answered":
-        state: str = _required(f.choice("state", tuple(a.value for a in Answered)))
+        state: str = _required(f.choice("state", _ANSWERED))
         return MarkAnswered(
             ref,
             message_id=_required(f.integer("message_id")),
@@ -277,9 +281,7 @@ def parse_command(obj: Any) -> Command:
             raise invalid("message_id is required (null clears the spotlight)")
         return Spotlight(ref, message_id=f.integer("message_id", required=False))
     if kind_name == "floor":
-        kind = f.choice(
-            "kind", (Kind.QUESTION.value, Kind.COMMENT.value, Kind.ANSWER.value), required=False
-        )
+        kind = f.choice("kind", _FLOOR_KINDS, required=False)
         return Floor(
             ref,
             body=_required(f.text("body", limit=_RAW_TEXT_LIMIT)),
@@ -289,7 +291,7 @@ def parse_command(obj: Any) -> Command:
             client_id=_client_id(f, required=False),
         )
     if kind_name == "phase":
-        phase: str = _required(f.choice("phase", tuple(p.value for p in Phase)))
+        phase: str = _required(f.choice("phase", _PHASES))
         return SetPhase(ref, phase=Phase(phase))
     raise invalid(f"unknown command type {kind_name!r}")
 

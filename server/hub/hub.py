@@ -328,6 +328,8 @@ class _Encoder:
         self._payloads: dict[tuple[int, Hashable], bytes | None] = {}
         self._batches: dict[tuple[tuple[int, Hashable], ...], tuple[bytes, bytes] | None] = {}
         self._public_payloads: list[bytes | None] | None = None
+        # Whether the public sees any of the events (known with the list).
+        self._public_seen = True
 
     def _payload(self, event: Event, audience: Hashable) -> bytes | None:
         key = (event.seq, audience)
@@ -345,6 +347,7 @@ class _Encoder:
             self._public_payloads = [
                 self._payload(e, event_audience(e, PUBLIC_VIEWER)) for e in self._events
             ]
+            self._public_seen = any(p is not None for p in self._public_payloads)
         return self._public_payloads
 
     def public(self) -> tuple[bytes, bytes] | None:
@@ -359,7 +362,17 @@ class _Encoder:
         many people post at once, each author's frame then costs a join, not a
         projection of every event in the batch.
         """
-        own = list(self._public_list())
+        public = self._public_list()
+        if not self._public_seen:
+            # Nothing of these events is public (a pre-moderation queue): only
+            # their own, with no list of the whole batch per reader.
+            return _framed(
+                [
+                    self._payload(self._events[i], event_audience(self._events[i], viewer))
+                    for i in sorted(positions)
+                ]
+            )
+        own = list(public)
         for i in positions:
             event = self._events[i]
             own[i] = self._payload(event, event_audience(event, viewer))
