@@ -187,7 +187,7 @@ class _CommandRunner:
         if self._pending >= MAX_PENDING_COMMANDS:
             raise DomainError(ErrorCode.RATE_LIMITED, "too many commands waiting; wait for acks")
         try:
-            future = commands.submit(self._services, actor, cmd, "ws")
+            commands.submit(self._services, actor, cmd, "ws", lambda f: self._answer(cmd, f))
         except DomainError:
             raise
         except Exception:
@@ -196,7 +196,6 @@ class _CommandRunner:
             log.exception("command %s failed", cmd.type_name)
             return
         self._pending += 1
-        future.add_done_callback(lambda f: self._answer(cmd, f))
 
     def _answer(self, cmd: Command, future: asyncio.Future[commands.Result]) -> None:
         self._pending -= 1

@@ -214,8 +214,12 @@ class TingWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def ting_flush(self) -> None:
         """Writes what `ting_write` took, in one call; before anything else goes out."""
-        out, self._out = self._out, None
-        if out and self._open():
+        out = self._out
+        if out is None:
+            return
+        self._out = None
+        # It was open when they were taken; only these can have changed since.
+        if not self.close_sent and not self.transport.is_closing():
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     async def ting_wait_writable(self) -> bool:

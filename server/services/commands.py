@@ -57,14 +57,18 @@ async def dispatch(services: Services, actor: Actor, command: Command, transport
 
 
 def submit(
-    services: Services, actor: Actor, command: Command, transport: str
+    services: Services,
+    actor: Actor,
+    command: Command,
+    transport: str,
+    answer: Callable[[asyncio.Future[Result]], None] | None = None,
 ) -> asyncio.Future[Result]:
     """Start one command; its future holds the ack's result or the DomainError.
 
     Raises DomainError at once for what is refused before the writer
     (rate limits). Commands submitted one after another commit in that order:
     the writer takes its jobs in order. No task is made for the command: the
-    socket's reader answers it from the future's callback.
+    socket's reader answers it in `answer`, called with the future when done.
     """
     name = command.type_name
     started = time.perf_counter()
@@ -80,7 +84,13 @@ def submit(
     except DomainError as exc:
         _count_error(services, name, transport, exc)
         raise
-    future.add_done_callback(lambda f: _count(services, name, transport, started, f))
+
+    def done(f: asyncio.Future[Result]) -> None:
+        _count(services, name, transport, started, f)
+        if answer is not None:
+            answer(f)
+
+    future.add_done_callback(done)
     return future
 
 
