@@ -339,6 +339,11 @@ _BATCH_TAIL = b"]}"
 
 
 def batch_frame(frames: list[bytes]) -> bytes:
+    """Several encoded frames, none of them a batch, as one batch frame."""
+    return _BATCH_HEAD + b",".join(frames) + _BATCH_TAIL
+
+
+def rebatch(frames: list[bytes]) -> bytes:
     """Several encoded frames as one, without decoding them again.
 
     Batches do not nest (schema/frames/batch.json): one among `frames` (a
@@ -347,7 +352,7 @@ def batch_frame(frames: list[bytes]) -> bytes:
     items = [
         f[len(_BATCH_HEAD) : -len(_BATCH_TAIL)] if f.startswith(_BATCH_HEAD) else f for f in frames
     ]
-    return _BATCH_HEAD + b",".join(items) + _BATCH_TAIL
+    return batch_frame(items)
 
 
 def ws_text_frame(payload: bytes) -> bytes:

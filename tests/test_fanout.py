@@ -22,7 +22,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from tests.support import Api, ServerProcess, Socket, connect, new_meeting
+from tests.support import Api, ServerProcess, Socket, client_id, connect, new_meeting
 
 QUEUE_BYTES = 256 * 1024
 VOTE_INTERVAL = 0.25
@@ -268,3 +268,56 @@ async def test_vote_storm_reaches_each_client_as_a_few_count_frames_per_second_w
     snapshot = await fapi.snapshot(meeting.id, meeting.moderator["token"])
     assert {str(m["id"]): m["votes"] for m in snapshot["messages"]
             if m["kind"] == "question"} == expected
+
+
+async def test_in_a_burst_authors_get_their_post_with_its_ack_and_everyone_every_event_once(
+    fapi: Api,
+) -> None:
+    # Posts sent back to back commit faster than the hub's batch window: their
+    # events wait to go out together, except to their authors, who get what is
+    # pending at once, ahead of the ack in the same write.
+    meeting = await new_meeting(fapi)
+    topic = await meeting.topic()
+    authors = [await meeting.citizen(f"Author {i}") for i in range(4)]
+    watcher = await meeting.citizen("Watcher")
+    tokens = [a["token"] for a in authors] + [watcher["token"], meeting.moderator["token"]]
+    per_author = 8
+    async with contextlib.AsyncExitStack() as stack:
+        sockets = [await stack.enter_async_context(connect(fapi.server, meeting.id, token))
+                   for token in tokens]
+        for sock in sockets:
+            assert (await sock.recv())["type"] == "snapshot"
+        posting = sockets[: len(authors)]
+        for n in range(per_author):
+            # A few milliseconds apart: one commit each, all within the window.
+            for i, sock in enumerate(posting):
+                await sock.send({"type": "post", "ref": f"a{i}-{n}", "body": f"Post {n} of {i}",
+                                 "parent_id": topic["id"], "client_id": client_id()})
+            await asyncio.sleep(0.002)
+
+        async def acks(sock: Socket) -> list[dict[str, Any]]:
+            return [await sock.recv_until(lambda f: f["type"] in ("ack", "error"))
+                    for _ in range(per_author)]
+
+        replies = await asyncio.gather(*(acks(sock) for sock in posting))
+        for sock, answered in zip(posting, replies, strict=True):
+            for reply in answered:
+                assert reply["type"] == "ack", reply
+                mine = reply["result"]["message"]["id"]
+                handled = sock.frames[: sock.frames.index(reply)]
+                # Handled before the ack: the author's own post, in the thread.
+                assert any(f["type"] == "event" and f["kind"] == "message.created"
+                           and f["data"]["id"] == mine for f in handled), mine
+        last = max(r["result"]["message"]["id"] for answered in replies for r in answered)
+
+        def is_last(f: dict[str, Any]) -> bool:
+            return f["type"] == "event" and f["kind"] == "message.created" and f["data"]["id"] == last
+
+        for sock, token in zip(sockets, tokens, strict=True):
+            if not any(is_last(f) for f in sock.frames):
+                await sock.recv_until(is_last)
+            live = [(f["seq"], f["kind"], f["data"]) for f in sock.events()]
+            logged = (await fapi.events(meeting.id, 0, token=token))["events"]
+            # Every event once, in order, as the log has it for this reader.
+            assert live == [(e["seq"], e["kind"], e["data"]) for e in logged
+                            if e["seq"] >= live[0][0]]

@@ -13,6 +13,7 @@ event changes the meeting itself (so that a cached copy is known stale).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 from collections.abc import Hashable, Iterable
 from typing import Any
@@ -55,7 +56,12 @@ class Hub:
         self._presence_dirty: set[str] = set()
         self._presence_task: asyncio.Task[None] | None = None
         self._pending: dict[str, list[Event]] = {}
+        # The encoder of each meeting's pending events, while a flush waits.
+        self._encoders: dict[str, _Encoder] = {}
         self._scheduled: dict[str, asyncio.TimerHandle] = {}
+        # meeting -> participant -> their connections: those named in new
+        # events get them at once, while the flush for the others waits.
+        self._named: dict[str, dict[str, list[Subscriber]]] = {}
         self._last_flush: dict[str, float] = {}
         # Fan-out counters (exported by /metrics): payloads encoded, frames queued.
         self.frames_encoded = 0
@@ -91,6 +97,9 @@ class Hub:
     ) -> Subscriber:
         sub = Subscriber(meeting_id, viewer, budget=budget, in_room=in_room, sink=sink)
         self._meetings.setdefault(meeting_id, set()).add(sub)
+        if viewer.participant_id is not None:
+            named = self._named.setdefault(meeting_id, {})
+            named.setdefault(viewer.participant_id, []).append(sub)
         presence = self._presence.get(meeting_id)
         if presence is None:
             presence = self._presence[meeting_id] = Presence()
@@ -102,12 +111,19 @@ class Hub:
         subs = self._meetings.get(sub.meeting_id)
         if subs is not None and sub in subs:
             subs.discard(sub)
+            pid = sub.participant_id
+            named = self._named.get(sub.meeting_id)
+            if pid is not None and named is not None and sub in named.get(pid, ()):
+                named[pid].remove(sub)
+                if not named[pid]:
+                    del named[pid]
             self._presence[sub.meeting_id].remove(
                 sub.participant_id, sub.viewer.role.value, sub.in_room
             )
             if not subs:
                 del self._meetings[sub.meeting_id]
                 del self._presence[sub.meeting_id]
+                self._named.pop(sub.meeting_id, None)
                 # Nobody left to resume soon: memory follows the live meetings.
                 self._histories.pop(sub.meeting_id, None)
         self._presence_dirty.add(sub.meeting_id)
@@ -203,7 +219,10 @@ class Hub:
 
         When events of a meeting come faster than one per BATCH_WINDOW, those
         of the window go out together, one frame per connection: fewer, larger
-        writes, which is what a phone can usefully take in a burst.
+        writes, which is what a phone can usefully take in a burst. Except to
+        the people the new events name (their authors, above all): they get
+        what is pending at once, in the same turn as the acks of their
+        commands, and both leave in one write.
         """
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -217,24 +236,46 @@ class Hub:
                     self._meeting_versions.get(event.meeting_id, 0) + 1
                 )
         for meeting_id in {e.meeting_id for e in events}:
-            if meeting_id in self._scheduled:
-                continue
-            wait = self._last_flush.get(meeting_id, 0.0) + BATCH_WINDOW - now
-            if wait <= 0:
-                self._flush(meeting_id)
-            else:
+            if meeting_id not in self._scheduled:
+                wait = self._last_flush.get(meeting_id, 0.0) + BATCH_WINDOW - now
+                if wait <= 0:
+                    self._flush(meeting_id)
+                    continue
                 self._scheduled[meeting_id] = loop.call_later(wait, self._flush, meeting_id)
+            self._flush_named(meeting_id, [e for e in events if e.meeting_id == meeting_id])
+
+    def _encoder(self, meeting_id: str) -> _Encoder:
+        encoder = self._encoders.get(meeting_id)
+        if encoder is None:
+            encoder = self._encoders[meeting_id] = _Encoder(self, self._pending[meeting_id])
+        return encoder
+
+    def _flush_named(self, meeting_id: str, new: list[Event]) -> None:
+        """Those named in `new` get every pending event they have not had yet."""
+        named = self._named.get(meeting_id)
+        if not named:
+            return
+        encoder: _Encoder | None = None
+        for pid in _special_participants(new):
+            for sub in named.get(pid, ()):
+                if sub.syncing:
+                    continue
+                if encoder is None:
+                    encoder = self._encoder(meeting_id)
+                self._send_from(sub, encoder, encoder.after(sub.last_seq))
 
     def _flush(self, meeting_id: str) -> None:
         self._scheduled.pop(meeting_id, None)
+        encoder = self._encoders.pop(meeting_id, None)
         events = self._pending.pop(meeting_id, [])
         self._last_flush[meeting_id] = asyncio.get_running_loop().time()
         subs = self._meetings.get(meeting_id)
         if not events or not subs:
             return
-        encoder = _Encoder(self, events)
+        if encoder is None:
+            encoder = _Encoder(self, events)
         # People for whom some event reads differently than for the public.
-        special = _special_participants(events)
+        special = encoder.special()
         first_seq, last_seq = events[0].seq, events[-1].seq
         # This loop runs for every connection of the meeting, per event: what
         # does not depend on the connection is worked out once, outside it.
@@ -246,11 +287,9 @@ class Hub:
                 sub.held.extend(events)
                 continue
             if sub.last_seq >= first_seq:
-                # Just came live with some of these in its snapshot or replay.
-                newer = [e for e in events if e.seq > sub.last_seq]
-                if newer:
-                    sub.last_seq = newer[-1].seq
-                    self._push_for(sub, newer, encoder)
+                # Has some of these already: named in them (sent at once), or
+                # just came live with them in its snapshot or replay.
+                self._send_from(sub, encoder, encoder.after(sub.last_seq))
                 continue
             sub.last_seq = last_seq
             if sub.staff:
@@ -269,6 +308,22 @@ class Hub:
                 sub.push(public[0], public[1])
                 queued += 1
         self.frames_queued += queued
+
+    def _send_from(self, sub: Subscriber, encoder: _Encoder, start: int) -> None:
+        """What the connection lacks of the encoder's events: those from `start` on."""
+        events = encoder.events
+        if start >= len(events):
+            return
+        sub.last_seq = events[-1].seq
+        if sub.staff:
+            self._push_for(sub, events[start:], encoder)
+            return
+        pid = sub.viewer.participant_id
+        positions = encoder.special().get(pid) if pid is not None else None
+        framed = encoder.named(sub.viewer, positions or [], start)
+        if framed is not None:
+            sub.push(framed[0], framed[1])
+            self.frames_queued += 1
 
     def _push_for(self, sub: Subscriber, events: list[Event], encoder: _Encoder) -> None:
         framed = encoder.personal(events, sub.viewer)
@@ -300,36 +355,46 @@ class Hub:
                         sub.push(frame, wire)
 
 
-def _special_participants(events: list[Event]) -> dict[str, set[int]]:
+def _special_participants(events: list[Event], offset: int = 0) -> dict[str, list[int]]:
     """Who is named in these events (author, recipient, restricted-count
-    author), and at which positions: only there does their projection differ
-    from the public one."""
-    special: dict[str, set[int]] = {}
-    for i, event in enumerate(events):
+    author), and at which positions (plus `offset`), in order: only there
+    does their projection differ from the public one."""
+    special: dict[str, list[int]] = {}
+    for i, event in enumerate(events, offset):
+        named: set[str] = set()
         if event.recipient is not None:
-            special.setdefault(event.recipient, set()).add(i)
+            named.add(event.recipient)
         author = event.data.get("author_id")
         if author is not None:
-            special.setdefault(author, set()).add(i)
+            named.add(author)
         restricted = event.data.get("restricted")
         if restricted:
-            for named in restricted.values():
-                if named is not None:
-                    special.setdefault(named, set()).add(i)
+            named.update(n for n in restricted.values() if n is not None)
+        for pid in named:
+            special.setdefault(pid, []).append(i)
     return special
 
 
 class _Encoder:
-    """Encodes each (event, audience) once, and each distinct batch once."""
+    """Encodes each (event, audience) once, and each distinct batch once.
+
+    Its list of events may grow (the hub's pending events of a meeting, while
+    a flush waits): what it worked out for the events so far is kept and
+    extended.
+    """
 
     def __init__(self, hub: Hub, events: list[Event]) -> None:
         self._hub = hub
-        self._events = events
+        self.events = events
         self._payloads: dict[tuple[int, Hashable], bytes | None] = {}
         self._batches: dict[tuple[tuple[int, Hashable], ...], tuple[bytes, bytes] | None] = {}
-        self._public_payloads: list[bytes | None] | None = None
-        # Whether the public sees any of the events (known with the list).
-        self._public_seen = True
+        self._public_payloads: list[bytes | None] = []
+        # Whether the public sees any of the events so far.
+        self._public_seen = False
+        self._special: dict[str, list[int]] = {}
+        self._special_upto = 0
+        # Public frames of the events from a position on, with the count they cover.
+        self._public_frames: dict[int, tuple[int, tuple[bytes, bytes] | None]] = {}
 
     def _payload(self, event: Event, audience: Hashable) -> bytes | None:
         key = (event.seq, audience)
@@ -341,41 +406,62 @@ class _Encoder:
             self._hub.frames_encoded += 1
         return self._payloads[key]
 
+    def after(self, seq: int) -> int:
+        """The position of the first event after `seq`."""
+        return bisect.bisect_right(self.events, seq, key=_seq)
+
+    def special(self) -> dict[str, list[int]]:
+        """Who is named in the events, and at which positions (see _special_participants)."""
+        if self._special_upto < len(self.events):
+            more = _special_participants(self.events[self._special_upto :], self._special_upto)
+            for pid, positions in more.items():
+                self._special.setdefault(pid, []).extend(positions)
+            self._special_upto = len(self.events)
+        return self._special
+
     def _public_list(self) -> list[bytes | None]:
         """Each event's payload as the public sees it (None: no frame)."""
-        if self._public_payloads is None:
-            self._public_payloads = [
-                self._payload(e, event_audience(e, PUBLIC_VIEWER)) for e in self._events
-            ]
-            self._public_seen = any(p is not None for p in self._public_payloads)
+        done = len(self._public_payloads)
+        if done < len(self.events):
+            more = [self._payload(e, event_audience(e, PUBLIC_VIEWER)) for e in self.events[done:]]
+            self._public_payloads.extend(more)
+            self._public_seen = self._public_seen or any(p is not None for p in more)
         return self._public_payloads
 
-    def public(self) -> tuple[bytes, bytes] | None:
-        """The frame for everybody who is neither staff nor named in the events."""
-        return _framed(self._public_list())
+    def public(self, start: int = 0) -> tuple[bytes, bytes] | None:
+        """The frame, for everybody neither staff nor named in them, of the events from `start`."""
+        count = len(self.events)
+        cached = self._public_frames.get(start)
+        if cached is None or cached[0] != count:
+            cached = (count, _framed(self._public_list()[start:]))
+            self._public_frames[start] = cached
+        return cached[1]
 
-    def named(self, viewer: Viewer, positions: set[int]) -> tuple[bytes, bytes] | None:
-        """The frame for a reader who is not staff and is named in a few events.
+    def named(
+        self, viewer: Viewer, positions: list[int], start: int = 0
+    ) -> tuple[bytes, bytes] | None:
+        """The frame, for a reader who is not staff, of the events from `start`,
+        among which they are named at `positions`.
 
         Such a reader sees every other event as the public does, so the public
         payloads are reused and only those few are projected for them. When
         many people post at once, each author's frame then costs a join, not a
         projection of every event in the batch.
         """
+        own_positions = [i for i in positions if i >= start]
+        if not own_positions:
+            return self.public(start)
         public = self._public_list()
+        events = self.events
         if not self._public_seen:
             # Nothing of these events is public (a pre-moderation queue): only
             # their own, with no list of the whole batch per reader.
             return _framed(
-                [
-                    self._payload(self._events[i], event_audience(self._events[i], viewer))
-                    for i in sorted(positions)
-                ]
+                [self._payload(events[i], event_audience(events[i], viewer)) for i in own_positions]
             )
-        own = list(public)
-        for i in positions:
-            event = self._events[i]
-            own[i] = self._payload(event, event_audience(event, viewer))
+        own = public[start:]
+        for i in own_positions:
+            own[i - start] = self._payload(events[i], event_audience(events[i], viewer))
         return _framed(own)
 
     def personal(self, events: list[Event], viewer: Viewer) -> tuple[bytes, bytes] | None:
@@ -386,6 +472,10 @@ class _Encoder:
                 [self._payload(e, a) for e, (_, a) in zip(events, keys, strict=True)]
             )
         return self._batches[keys]
+
+
+def _seq(event: Event) -> int:
+    return event.seq
 
 
 def _framed(payloads: list[bytes | None]) -> tuple[bytes, bytes] | None:

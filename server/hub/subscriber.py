@@ -22,7 +22,7 @@ from typing import Protocol
 
 from server.domain.models import Event
 from server.domain.views import Viewer
-from server.protocol import CLOSE_TOO_SLOW, batch_frame, ws_text_frame
+from server.protocol import CLOSE_TOO_SLOW, rebatch, ws_text_frame
 
 # A batch frame larger than this is split, so that one frame stays small
 # enough for a phone to parse without stalling its page.
@@ -156,4 +156,4 @@ class Subscriber:
         self._queued -= size
         if not frames:
             self._frames = None
-        return taken[0] if len(taken) == 1 else batch_frame(taken)
+        return taken[0] if len(taken) == 1 else rebatch(taken)
