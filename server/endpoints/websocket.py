@@ -129,7 +129,7 @@ async def _read(websocket: WebSocket, services: Services, session: Session, sink
     """
     sub = session.subscriber
     actor = session.actor
-    runner = _CommandRunner(services, session)
+    runner = _CommandRunner(services, session, sink)
 
     def handle(raw: str | bytes) -> None:
         if sub.close_code is not None:
@@ -175,11 +175,13 @@ class _CommandRunner:
     callback: no task per command, which at thousands of commands a second
     is a good part of what the event loop does for one."""
 
-    __slots__ = ("_closed", "_pending", "_services", "_sub")
+    __slots__ = ("_closed", "_pending", "_services", "_sink", "_sub")
 
-    def __init__(self, services: Services, session: Session) -> None:
+    def __init__(self, services: Services, session: Session, sink: Any) -> None:
         self._services = services
         self._sub = session.subscriber
+        # Told when answers are due, so that events and acks leave together.
+        self._sink = sink
         self._pending = 0
         self._closed = False
 
@@ -196,9 +198,12 @@ class _CommandRunner:
             log.exception("command %s failed", cmd.type_name)
             return
         self._pending += 1
+        self._sink.ting_answers_due = True
 
     def _answer(self, cmd: Command, future: asyncio.Future[commands.Result]) -> None:
         self._pending -= 1
+        if not self._pending:
+            self._sink.ting_answers_due = False
         if self._closed or future.cancelled():
             return
         exc = future.exception()

@@ -19,9 +19,11 @@
    the app's handler in the callback that parsed it (`ting_receive_with`),
    not through the receive queue and a task switch per message. And system
    calls: A send to a loopback or LAN socket costs about
-   as much as everything else the server does for a small frame, so what one
-   turn of the event loop writes to a connection (the events of a commit and
-   the acks they answer) goes out in one write, at the end of the turn. And
+   as much as everything else the server does for a small frame, so while a
+   connection has commands to be answered, what one turn of the event loop
+   writes to it (the events of a commit and the acks they answer) goes out
+   in one write, at the end of the turn; a connection that only reads gets
+   each frame written at once, as before. And
    uvicorn pauses reading after every message until the app has taken it
    (two epoll_ctl calls per command); Ting's reader takes each message at
    once, so reading pauses only when several wait.
@@ -171,8 +173,10 @@ class TingWebSocketProtocol(WebSocketsSansIOProtocol):
         # Duck-typed replacements (see the module docstring, point 4).
         self.queue = _Inbox()  # type: ignore[assignment]
         self.writable = _Writable()  # type: ignore[assignment]
-        # Frames taken in this turn of the loop, written at its end (point 6).
+        # Frames taken in this turn of the loop, written at its end (point 6),
+        # while the app has commands of this connection to answer.
         self._out: list[bytes] | None = None
+        self.ting_answers_due = False
         self._flusher = _flusher(self.loop)
         # The app's handler of messages, once it has one (point 6).
         self._receiver: Callable[[str | bytes], None] | None = None
@@ -204,11 +208,15 @@ class TingWebSocketProtocol(WebSocketsSansIOProtocol):
             and self.initial_response is None
             and not self.transport.is_closing()
         ):
-            if self._out is None:
+            out = self._out
+            if out is not None:
+                out.append(data)
+            elif self.ting_answers_due:
+                # An ack is on its way (see point 6): this waits for it.
                 self._out = [data]
                 self._flusher.add(self)
             else:
-                self._out.append(data)
+                self.transport.write(data)
             return True
         return False
 
