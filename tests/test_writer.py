@@ -1,7 +1,7 @@
 """The group-commit writer, driven directly on a real SQLite file.
 
-Every test runs twice: with the runner SQLite gets (`ThreadRunner`: whole
-batches on the writer's own thread and pysqlite connection) and with the one
+Every test runs twice: with the runner SQLite gets (`SQLiteRunner`: a
+batch's statements on the loop's thread, its commit on the writer's) and with the one
 any other database gets (`AsyncRunner`: the same batch through
 `AsyncConnection.run_sync`), so that the second stays working.
 

@@ -5,8 +5,8 @@ before the ack goes out (Guarantee 1), with foreign keys on, a busy timeout,
 and `secure_delete` so that erased text is overwritten, not just unlinked.
 
 Readers use the async engine (aiosqlite). On SQLite the writer has an engine
-of its own on the same file, synchronous (pysqlite), with the same settings:
-it runs whole batches on one thread of its own (see `writer`).
+of its own on the same file, synchronous (pysqlite), with the same settings
+(see `writer`).
 """
 
 from __future__ import annotations
@@ -40,10 +40,15 @@ def create_writer_engine(url: str | URL) -> Engine:
 
     No pool: the writer holds one connection for its whole life and opens a
     second one only for maintenance (VACUUM); a pool would keep that one open
-    and hand it back later with the isolation level it was reset to.
+    and hand it back later with the isolation level it was reset to. The
+    connection is used by one thread at a time, not always the same one: a
+    batch's statements run on the event loop's thread, its commit on the
+    writer's (see `writer.SQLiteRunner`).
     """
     sync_url = make_url(url).set(drivername="sqlite+pysqlite")
-    engine = sqlalchemy.create_engine(sync_url, poolclass=NullPool)
+    engine = sqlalchemy.create_engine(
+        sync_url, poolclass=NullPool, connect_args={"check_same_thread": False}
+    )
     _configure_sqlite(engine)
     return engine
 

@@ -14,8 +14,9 @@ Why synchronous jobs: through SQLAlchemy's async layer and aiosqlite every
 statement costs three or four hand-offs between the event loop and the
 driver's thread (~0.4 ms each on a busy 2-core machine), and a post needs
 several statements. A batch is instead one synchronous function. On SQLite
-it runs on the writer's own thread with its own pysqlite connection: one
-hand-off per batch (`ThreadRunner`). Any other database runs the same
+the writer has its own pysqlite connection; a batch's statements run on the
+event loop's thread and only its commit (the fsync) on a thread of its own:
+one hand-off per batch (`SQLiteRunner`). Any other database runs the same
 function through `AsyncConnection.run_sync` (`AsyncRunner`).
 
 Why no savepoint per job: jobs check before they write, so a refused command
@@ -31,7 +32,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import queue
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -116,6 +116,10 @@ class Runner(Protocol):
         """`fn(conn)` on the write connection; `fn` owns the transaction."""
         ...
 
+    async def run_batch(self, jobs: list[Job[Any]], now: str) -> _Done:
+        """The jobs in one transaction, committed (see `_run_batch`)."""
+        ...
+
     async def run_outside_transaction(self, fn: Callable[[Connection], None]) -> None:
         """`fn(conn)` on a connection in autocommit mode (VACUUM cannot run in a transaction)."""
         ...
@@ -123,8 +127,17 @@ class Runner(Protocol):
     async def close(self) -> None: ...
 
 
-class ThreadRunner:
-    """SQLite: a pysqlite connection of the writer's own, used from one thread only."""
+class SQLiteRunner:
+    """SQLite: a pysqlite connection of the writer's own.
+
+    A batch's statements run on the event loop's thread, as one synchronous
+    call: they only touch SQLite's page cache, a few microseconds each, and
+    the jobs' Python around them needs the interpreter anyway. Run on another
+    thread they would hand the interpreter lock back and forth with the event
+    loop at every statement (SQLite releases it for each step), which doubled
+    the time of a batch under load. The commit, where the fsync waits on the
+    disk, runs on a thread of its own, and the loop goes on meanwhile.
+    """
 
     def __init__(self, url: URL) -> None:
         self._engine = create_writer_engine(url)
@@ -144,22 +157,50 @@ class ThreadRunner:
         assert self._conn is not None, "the runner is not open"
         return await self._call(fn, self._conn)
 
-    async def run_outside_transaction(self, fn: Callable[[Connection], None]) -> None:
-        await self._call(self.autocommit, fn)
+    async def run_batch(self, jobs: list[Job[Any]], now: str) -> _Done:
+        conn = self._conn
+        assert conn is not None, "the runner is not open"
+        transaction = conn.begin()
+        try:
+            try:
+                done = _run_jobs(conn, jobs, now, isolated=False)
+            except _SendBack:
+                transaction.rollback()
+                transaction = conn.begin()
+                done = _run_jobs(conn, jobs, now, isolated=True)
+                done.reruns = 1
+        except BaseException:
+            transaction.rollback()
+            raise
+        try:
+            await self._call(transaction.commit)
+        except BaseException:
+            # Cancelled (the writer stops) or failed: what is not committed
+            # is rolled back, after the commit if it is still running.
+            await asyncio.shield(self._call(_roll_back, transaction))
+            raise
+        return done
 
-    def autocommit(self, fn: Callable[[Connection], None]) -> None:
-        """On the runner's thread: `fn` on a second connection in autocommit mode."""
+    async def run_outside_transaction(self, fn: Callable[[Connection], None]) -> None:
+        await self._call(self._autocommit, fn)
+
+    def _autocommit(self, fn: Callable[[Connection], None]) -> None:
         with self._engine.connect() as conn:
             fn(conn.execution_options(isolation_level="AUTOCOMMIT"))
 
     async def close(self) -> None:
-        # Queued behind a batch that may still be running (the loop task was
+        # Queued behind a commit that may still be running (the loop task was
         # cancelled while it waited): the connection closes after it.
         if self._conn is not None:
             await self._call(self._conn.close)
             self._conn = None
         self._thread.shutdown(wait=False)
         self._engine.dispose()
+
+
+def _roll_back(transaction: Any) -> None:
+    if transaction.is_active:
+        transaction.rollback()
 
 
 class AsyncRunner:
@@ -177,6 +218,10 @@ class AsyncRunner:
         assert self._conn is not None, "the runner is not open"
         return await self._conn.run_sync(fn)
 
+    async def run_batch(self, jobs: list[Job[Any]], now: str) -> _Done:
+        assert self._conn is not None, "the runner is not open"
+        return await self._conn.run_sync(functools.partial(_run_batch, jobs=jobs, now=now))
+
     async def run_outside_transaction(self, fn: Callable[[Connection], None]) -> None:
         async with self._engine.connect() as raw:
             conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
@@ -191,7 +236,7 @@ class AsyncRunner:
 def runner_for(engine: AsyncEngine) -> Runner:
     """The runner for the engine's database, chosen by its URL."""
     if engine.dialect.name == "sqlite":
-        return ThreadRunner(engine.url)
+        return SQLiteRunner(engine.url)
     return AsyncRunner(engine)
 
 
@@ -210,11 +255,7 @@ class _Maintenance:
     future: asyncio.Future[None]
 
 
-class _Stop:
-    """Tells the writer's thread to end (after what was queued before it)."""
-
-
-Item = _Queued[Any] | _Maintenance | _Stop
+Item = _Queued[Any] | _Maintenance
 
 
 class Writer:
@@ -222,11 +263,8 @@ class Writer:
 
     What the callers of one turn of the event loop hand in goes to the
     writer's queue together, at the end of that turn, so that commands that
-    arrive together are committed together. With a runner of its own thread
-    (SQLite), that thread takes the next batch from the queue as soon as it
-    has committed one, and the loop settles the committed one meanwhile: the
-    database never waits for the loop. Otherwise a task of the loop takes
-    the batches and runs each through the runner.
+    arrive together are committed together. A task of the loop takes the
+    batches, one after another, and runs each through the runner.
     """
 
     def __init__(
@@ -240,8 +278,7 @@ class Writer:
         self._runner = runner or runner_for(engine)
         self._publish = publish
         self._batch_size = batch_size
-        # Filled by the thread's queue or by an asyncio.Queue (`start`).
-        self._queue: queue.SimpleQueue[list[Item]] | asyncio.Queue[list[Item]] | None = None
+        self._queue: asyncio.Queue[list[Item]] | None = None
         self._incoming: list[Item] = []
         self._task: asyncio.Task[None] | None = None
         self.commits = 0
@@ -252,28 +289,15 @@ class Writer:
     async def start(self) -> None:
         await self._runner.open()
         await self._runner.run(_count_writes)
-        runner = self._runner
-        if isinstance(runner, ThreadRunner):
-            self._queue = queue.SimpleQueue()
-            loop = asyncio.get_running_loop()
-            serving = runner.run(lambda conn: self._serve(conn, runner, loop))
-            self._task = asyncio.create_task(serving, name="ting-writer")
-        else:
-            self._queue = asyncio.Queue()
-            self._task = asyncio.create_task(self._loop(), name="ting-writer")
+        self._queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._loop(), name="ting-writer")
 
     async def stop(self) -> None:
         if self._task is None:
             return
-        if isinstance(self._queue, queue.SimpleQueue):
-            # The thread ends after the batch it is in; what waits is dropped.
-            self._queue.put_nowait([_Stop()])
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._task)
-        else:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
         self._task = None
         await self._runner.close()
 
@@ -307,13 +331,11 @@ class Writer:
         self._queue.put_nowait(items)
 
     def _take(self, waiting: list[Item]) -> tuple[Item, list[_Queued[Any]], list[Item]]:
-        """From the front of what waits: a maintenance job or stop (alone), or a batch.
+        """From the front of what waits: a maintenance job (alone) or a batch.
 
-        `waiting` is topped up from the queue without blocking; what is not
+        `waiting` is topped up from the queue without waiting; what is not
         taken is returned, to come first next time.
         """
-        if not waiting:
-            raise ValueError("nothing waits")
         first = waiting[0]
         if not isinstance(first, _Queued):
             return first, [], waiting[1:]
@@ -333,37 +355,9 @@ class Writer:
             i += 1
         return first, batch, waiting[i:]
 
-    def _serve(
-        self, conn: Connection, runner: ThreadRunner, loop: asyncio.AbstractEventLoop
-    ) -> None:
-        """The writer's thread (ThreadRunner): batch after batch, until stopped."""
-        assert isinstance(self._queue, queue.SimpleQueue)
-        waiting: list[Item] = []
-        while True:
-            if not waiting:
-                waiting = self._queue.get()
-            first, batch, waiting = self._take(waiting)
-            if isinstance(first, _Stop):
-                return
-            if isinstance(first, _Maintenance):
-                try:
-                    runner.autocommit(first.job)
-                except Exception as exc:
-                    loop.call_soon_threadsafe(_settle, first.future, None, exc)
-                else:
-                    loop.call_soon_threadsafe(_settle, first.future, None, None)
-                continue
-            try:
-                done = _run_batch(conn, [item.job for item in batch], now_iso())
-            except Exception as exc:
-                log.exception("commit failed")
-                loop.call_soon_threadsafe(self._failed, batch, exc)
-            else:
-                loop.call_soon_threadsafe(self._committed, batch, done)
-
     async def _loop(self) -> None:
-        """The writer's task (other runners): batch after batch, until cancelled."""
-        assert isinstance(self._queue, asyncio.Queue)
+        """Batch after batch, until cancelled."""
+        assert self._queue is not None
         waiting: list[Item] = []
         while True:
             if not waiting:
@@ -377,23 +371,17 @@ class Writer:
                 else:
                     _settle(first.future, None, None)
                 continue
-            if not batch:
-                continue
-            run = functools.partial(_run_batch, jobs=[item.job for item in batch], now=now_iso())
             try:
-                done = await self._runner.run(run)
+                done = await self._runner.run_batch([item.job for item in batch], now_iso())
             except Exception as exc:
                 log.exception("commit failed")
-                self._failed(batch, exc)
+                for item in batch:
+                    _settle(item.future, None, exc)
             else:
                 self._committed(batch, done)
 
-    def _failed(self, batch: list[_Queued[Any]], exc: BaseException) -> None:
-        for item in batch:
-            _settle(item.future, None, exc)
-
     def _committed(self, batch: list[_Queued[Any]], done: _Done) -> None:
-        """On the loop: the batch is durable; its callers get their results."""
+        """The batch is durable; its callers get their results."""
         self.commits += 1
         self.jobs += len(batch)
         self.reruns += done.reruns
