@@ -155,22 +155,26 @@ class Message:
     updated_at: str
 
     def to_record(self) -> dict[str, Any]:
-        """The full record, as kept in the event log (never sent as is)."""
+        """The full record, as kept in the event log (never sent as is).
+
+        Enums as their strings, read from `_value_`: the `.value` property
+        costs more than the rest of this dict, which every post builds twice.
+        """
         return {
             "id": self.id,
             "meeting_id": self.meeting_id,
             "parent_id": self.parent_id,
             "depth": self.depth,
-            "kind": self.kind.value,
-            "source": self.source.value,
+            "kind": self.kind._value_,
+            "source": self.source._value_,
             "body": self.body,
             "author_id": self.author_id,
             "author_name": self.author_name,
-            "author_role": self.author_role.value,
+            "author_role": self.author_role._value_,
             "client_id": self.client_id,
-            "status": self.status.value,
+            "status": self.status._value_,
             "reason": self.reason,
-            "answered": self.answered.value,
+            "answered": self.answered._value_,
             "answered_by": self.answered_by,
             "pinned": self.pinned,
             "merged_into": self.merged_into,
