@@ -431,6 +431,9 @@ class _Encoder:
     def public(self, start: int = 0) -> tuple[bytes, bytes] | None:
         """The frame, for everybody neither staff nor named in them, of the events from `start`."""
         count = len(self.events)
+        self._public_list()
+        if not self._public_seen:
+            return None  # nothing of these is public (a pre-moderation queue)
         cached = self._public_frames.get(start)
         if cached is None or cached[0] != count:
             cached = (count, _framed(self._public_list()[start:]))
