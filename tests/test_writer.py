@@ -14,6 +14,7 @@ its batch still commit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -28,7 +29,7 @@ from server.domain.errors import DomainError, conflict
 from server.domain.models import Event, EventKind, Meeting, MeetingSettings, Phase
 from server.store import repository
 from server.store.database import create_engine, migrate, purge_file_copies
-from server.store.writer import AsyncRunner, Runner, Tx, Writer, runner_for
+from server.store.writer import CHECKPOINT_INTERVAL, AsyncRunner, Runner, Tx, Writer, runner_for
 
 KEYS = {"moderator": "m", "speaker": "s", "screen": "c"}
 BATCH_SIZE = 16
@@ -222,3 +223,29 @@ async def test_commands_sent_while_a_batch_commits_go_together_in_the_next(
     assert await first == "slow"
     assert later == list(range(5))
     assert harness.writer.commits == before + 2
+
+
+async def test_sqlite_commits_reach_the_database_file_by_checkpoints_beside_them(
+    tmp_path: Path,
+) -> None:
+    # SQLite's own checkpoint (inside a commit, every 1,000 pages) is off for
+    # the writer; the runner checkpoints on a thread of its own instead. The
+    # database file read without its WAL shows what those checkpoints copied.
+    path = tmp_path / "checkpoint.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    await migrate(engine)
+    writer = Writer(engine, lambda events: None, runner=runner_for(engine))
+    await writer.start()
+    try:
+        await writer.run(create("a"))
+        await asyncio.gather(*(writer.run(spotlight("a", i)) for i in range(40)))
+        await asyncio.sleep(CHECKPOINT_INTERVAL + 0.1)
+        # This commit comes after the interval: a checkpoint follows it.
+        await asyncio.gather(*(writer.run(spotlight("a", i)) for i in range(40, 80)))
+        await asyncio.sleep(0.3)
+        with contextlib.closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as db:
+            (stored,) = db.execute("SELECT count(*) FROM events WHERE meeting_id = 'a'").fetchone()
+        assert stored == 81
+    finally:
+        await writer.stop()
+        await engine.dispose()

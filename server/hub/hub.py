@@ -400,9 +400,7 @@ class _Encoder:
         key = (event.seq, audience)
         if key not in self._payloads:
             data = project_event_for(event, audience)
-            self._payloads[key] = (
-                None if data is None else event_frame(event.seq, event.kind, data)
-            )
+            self._payloads[key] = None if data is None else event_frame(event.seq, event.kind, data)
             self._hub.frames_encoded += 1
         return self._payloads[key]
 

@@ -48,6 +48,9 @@ from server.store.database import create_writer_engine, note_write, now_iso, wri
 
 log = logging.getLogger("ting.writer")
 
+# Seconds between checkpoints of the SQLite WAL while commits come.
+CHECKPOINT_INTERVAL = 0.5
+
 T = TypeVar("T")
 
 
@@ -143,6 +146,11 @@ class SQLiteRunner:
         self._engine = create_writer_engine(url)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ting-writer")
         self._conn: Connection | None = None
+        # Checkpoints: beside the commits, on a thread and connection of their own.
+        self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ting-checkpoint")
+        self._checkpoint_conn: Any = None
+        self._checkpointing: asyncio.Future[None] | None = None
+        self._last_checkpoint = 0.0
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
@@ -151,7 +159,34 @@ class SQLiteRunner:
         self._conn = await self._call(self._connect)
 
     def _connect(self) -> Connection:
-        return self._engine.connect().execution_options(ting_writer=True)
+        conn = self._engine.connect().execution_options(ting_writer=True)
+        # SQLite would checkpoint inside a commit every 1,000 pages of WAL,
+        # making that commit (and the acks waiting on it) several times
+        # slower; `_checkpoint` does it beside the commits instead.
+        conn.connection.dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")  # type: ignore[union-attr]
+        return conn
+
+    def _start_checkpoint(self) -> None:
+        """A checkpoint on the checkpoint thread, at most one at a time and every so often."""
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_checkpoint < CHECKPOINT_INTERVAL:
+            return
+        self._last_checkpoint = loop.time()
+        self._checkpointing = loop.run_in_executor(self._checkpointer, self._checkpoint)
+        self._checkpointing.add_done_callback(_log_failure)
+
+    def _checkpoint(self) -> None:
+        """Copies into the database file what the WAL holds that no reader still needs.
+
+        PASSIVE waits for nobody: the writer commits on meanwhile, readers
+        keep their snapshots, and what is left is copied next time. Once all
+        is copied, SQLite writes the WAL from its start again.
+        """
+        if self._checkpoint_conn is None:
+            self._checkpoint_conn = self._engine.raw_connection()
+        self._checkpoint_conn.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
         assert self._conn is not None, "the runner is not open"
@@ -179,6 +214,7 @@ class SQLiteRunner:
             # is rolled back, after the commit if it is still running.
             await asyncio.shield(self._call(_roll_back, transaction))
             raise
+        self._start_checkpoint()
         return done
 
     async def run_outside_transaction(self, fn: Callable[[Connection], None]) -> None:
@@ -194,8 +230,22 @@ class SQLiteRunner:
         if self._conn is not None:
             await self._call(self._conn.close)
             self._conn = None
+        if self._checkpointing is not None:
+            with contextlib.suppress(Exception):
+                await self._checkpointing
+        if self._checkpoint_conn is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                self._checkpointer, self._checkpoint_conn.close
+            )
+            self._checkpoint_conn = None
         self._thread.shutdown(wait=False)
+        self._checkpointer.shutdown(wait=False)
         self._engine.dispose()
+
+
+def _log_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("checkpoint failed", exc_info=future.exception())
 
 
 def _roll_back(transaction: Any) -> None:
