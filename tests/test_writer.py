@@ -249,3 +249,59 @@ async def test_sqlite_commits_reach_the_database_file_by_checkpoints_beside_them
     finally:
         await writer.stop()
         await engine.dispose()
+
+
+async def test_after_a_commit_fails_nothing_of_it_is_stored_and_the_next_batch_commits(
+    harness: Harness,
+) -> None:
+    runner: Any = harness.writer._runner
+    engine = runner._engine
+    dialect = engine.sync_engine.dialect if isinstance(engine, AsyncEngine) else engine.dialect
+    real_commit = dialect.do_commit
+    failures = []
+
+    def fail_once(dbapi_connection: Any) -> None:
+        if not failures:
+            failures.append(1)
+            raise sqlite3.OperationalError("disk I/O error")
+        real_commit(dbapi_connection)
+
+    dialect.do_commit = fail_once
+    try:
+        with pytest.raises(Exception, match="disk I/O error"):
+            await harness.writer.run(create("a"))
+        assert await harness.writer.run(create("b")) == "b"
+    finally:
+        del dialect.do_commit
+    assert harness.stored_meetings() == {"b"}
+
+
+async def test_a_heavy_job_runs_alone_and_the_event_loop_goes_on_meanwhile(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "heavy.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    await migrate(engine)
+    writer = Writer(engine, lambda events: None, runner=runner_for(engine))
+    await writer.start()
+    try:
+        await writer.run(create("a"))
+        before = writer.commits
+
+        def long(tx: Tx) -> str:
+            time.sleep(0.4)
+            tx.emit("a", EventKind.SPOTLIGHT_CHANGED, {"message_id": None})
+            return "long"
+
+        heavy = asyncio.ensure_future(writer.run(long, heavy=True))
+        others = asyncio.gather(*(writer.run(spotlight("a", i)) for i in range(3)))
+        started = time.monotonic()
+        await asyncio.sleep(0.05)
+        # The loop was not held up by the job (it runs on the writer's thread).
+        assert time.monotonic() - started < 0.3
+        assert await heavy == "long"
+        assert await others == [0, 1, 2]
+        assert writer.commits == before + 2  # alone, then the others together
+    finally:
+        await writer.stop()
+        await engine.dispose()

@@ -79,7 +79,7 @@ async def erase(services: Services, meeting_id: str, participant_id: str) -> dic
         )
         return {"participant_id": participant_id, "messages": len(own), "votes": len(voted_on)}
 
-    result = await services.writer.run(job)
+    result = await services.writer.run(job, heavy=True)
     if services.settings.is_sqlite:
         await services.writer.maintain(purge_file_copies)
     return result

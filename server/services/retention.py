@@ -38,7 +38,7 @@ class Retention:
                 await self._task
 
     async def prune(self) -> None:
-        await self._writer.run(self._prune)
+        await self._writer.run(self._prune, heavy=True)
 
     def _prune(self, tx: Tx) -> None:
         for meeting in repository.list_meetings(tx.conn):

@@ -55,7 +55,7 @@ class VoteCoalescer:
         self._dirty.setdefault(meeting_id, set()).add(message_id)
 
     async def start(self) -> None:
-        await self._writer.run(self._reconcile)
+        await self._writer.run(self._reconcile, heavy=True)
         self._task = asyncio.create_task(self._loop(), name="ting-votes")
 
     async def stop(self) -> None:

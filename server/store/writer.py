@@ -119,8 +119,11 @@ class Runner(Protocol):
         """`fn(conn)` on the write connection; `fn` owns the transaction."""
         ...
 
-    async def run_batch(self, jobs: list[Job[Any]], now: str) -> _Done:
-        """The jobs in one transaction, committed (see `_run_batch`)."""
+    async def run_batch(self, jobs: list[Job[Any]], now: str, *, heavy: bool = False) -> _Done:
+        """The jobs in one transaction, committed (see `_run_batch`).
+
+        `heavy`: the jobs may take long; they must not hold up the event loop.
+        """
         ...
 
     async def run_outside_transaction(self, fn: Callable[[Connection], None]) -> None:
@@ -192,32 +195,31 @@ class SQLiteRunner:
         assert self._conn is not None, "the runner is not open"
         return await self._call(fn, self._conn)
 
-    async def run_batch(self, jobs: list[Job[Any]], now: str) -> _Done:
+    async def run_batch(self, jobs: list[Job[Any]], now: str, *, heavy: bool = False) -> _Done:
         conn = self._conn
         assert conn is not None, "the runner is not open"
-        transaction = conn.begin()
+        if heavy:
+            # Long jobs (a prune, an erasure) would hold up the loop: all on the thread.
+            return await self._call(_run_batch, conn, jobs, now)
+        # The write lock is taken on the thread: if another process holds it
+        # (a command-line tool on the same file), the thread waits, not the loop.
+        transaction = await self._call(conn.begin)
+        transaction, done = _run_begun(conn, transaction, jobs, now)
         try:
-            try:
-                done = _run_jobs(conn, jobs, now, isolated=False)
-            except _SendBack:
-                transaction.rollback()
-                transaction = conn.begin()
-                done = _run_jobs(conn, jobs, now, isolated=True)
-                done.reruns = 1
+            await self._call(_commit, conn, transaction)
         except BaseException:
-            transaction.rollback()
-            raise
-        try:
-            await self._call(transaction.commit)
-        except BaseException:
-            # Cancelled (the writer stops) or failed: what is not committed
-            # is rolled back, after the commit if it is still running.
-            await asyncio.shield(self._call(_roll_back, transaction))
+            # Cancelled (the writer stops) while the commit ran: once it has
+            # run, nothing may stay open.
+            await asyncio.shield(self._call(_end_transaction, conn, transaction))
             raise
         self._start_checkpoint()
         return done
 
     async def run_outside_transaction(self, fn: Callable[[Connection], None]) -> None:
+        if self._checkpointing is not None:
+            # A TRUNCATE checkpoint of the job's would not wait for it, only fail.
+            with contextlib.suppress(Exception):
+                await self._checkpointing
         await self._call(self._autocommit, fn)
 
     def _autocommit(self, fn: Callable[[Connection], None]) -> None:
@@ -248,11 +250,6 @@ def _log_failure(future: asyncio.Future[None]) -> None:
         log.error("checkpoint failed", exc_info=future.exception())
 
 
-def _roll_back(transaction: Any) -> None:
-    if transaction.is_active:
-        transaction.rollback()
-
-
 class AsyncRunner:
     """Other databases: the same functions through `AsyncConnection.run_sync`."""
 
@@ -268,7 +265,7 @@ class AsyncRunner:
         assert self._conn is not None, "the runner is not open"
         return await self._conn.run_sync(fn)
 
-    async def run_batch(self, jobs: list[Job[Any]], now: str) -> _Done:
+    async def run_batch(self, jobs: list[Job[Any]], now: str, *, heavy: bool = False) -> _Done:
         assert self._conn is not None, "the runner is not open"
         return await self._conn.run_sync(functools.partial(_run_batch, jobs=jobs, now=now))
 
@@ -297,6 +294,7 @@ def runner_for(engine: AsyncEngine) -> Runner:
 class _Queued(Generic[T]):
     job: Job[T]
     future: asyncio.Future[T]
+    heavy: bool = False
 
 
 @dataclass
@@ -351,15 +349,17 @@ class Writer:
         self._task = None
         await self._runner.close()
 
-    async def run(self, job: Job[T]) -> T:
-        return await self.submit(job)
+    async def run(self, job: Job[T], *, heavy: bool = False) -> T:
+        """`job`'s result once committed. `heavy`: a job that may take long (a
+        prune, an erasure): it runs alone, and off the event loop's thread."""
+        return await self.submit(job, heavy=heavy)
 
-    def submit(self, job: Job[T]) -> asyncio.Future[T]:
+    def submit(self, job: Job[T], *, heavy: bool = False) -> asyncio.Future[T]:
         """Queue `job`; the future resolves after the commit of its batch."""
         if self._task is None or self._task.done():
             raise RuntimeError("the writer is not running")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._hand_in(_Queued(job, future))
+        self._hand_in(_Queued(job, future, heavy))
         return future
 
     async def maintain(self, job: Callable[[Connection], None]) -> None:
@@ -389,6 +389,8 @@ class Writer:
         first = waiting[0]
         if not isinstance(first, _Queued):
             return first, [], waiting[1:]
+        if first.heavy:
+            return first, [first], waiting[1:]
         batch: list[_Queued[Any]] = []
         i = 0
         while len(batch) < self._batch_size:
@@ -399,7 +401,7 @@ class Writer:
                 waiting = waiting[i:] + self._queue.get_nowait()
                 i = 0
             item = waiting[i]
-            if not isinstance(item, _Queued):
+            if not isinstance(item, _Queued) or item.heavy:
                 break
             batch.append(item)
             i += 1
@@ -422,7 +424,9 @@ class Writer:
                     _settle(first.future, None, None)
                 continue
             try:
-                done = await self._runner.run_batch([item.job for item in batch], now_iso())
+                done = await self._runner.run_batch(
+                    [item.job for item in batch], now_iso(), heavy=batch[0].heavy
+                )
             except Exception as exc:
                 log.exception("commit failed")
                 for item in batch:
@@ -476,14 +480,54 @@ class _SendBack(Exception):
 
 def _run_batch(conn: Connection, jobs: list[Job[Any]], now: str) -> _Done:
     """Run the jobs in one transaction and commit; runs on the write connection."""
+    transaction, done = _run_begun(conn, conn.begin(), jobs, now)
+    _commit(conn, transaction)
+    return done
+
+
+def _run_begun(
+    conn: Connection, transaction: Any, jobs: list[Job[Any]], now: str
+) -> tuple[Any, _Done]:
+    """The jobs in the transaction begun for them, not committed yet.
+
+    The transaction returned is the one to commit: a batch sent back is rolled
+    back and run again in a new one. If they fail, nothing stays open.
+    """
     try:
-        with conn.begin():
-            return _run_jobs(conn, jobs, now, isolated=False)
-    except _SendBack:
-        with conn.begin():
+        try:
+            return transaction, _run_jobs(conn, jobs, now, isolated=False)
+        except _SendBack:
+            transaction.rollback()
+            transaction = conn.begin()
             done = _run_jobs(conn, jobs, now, isolated=True)
-        done.reruns = 1
-        return done
+            done.reruns = 1
+            return transaction, done
+    except BaseException:
+        _end_transaction(conn, transaction)
+        raise
+
+
+def _commit(conn: Connection, transaction: Any) -> None:
+    try:
+        transaction.commit()
+    except BaseException:
+        _end_transaction(conn, transaction)
+        raise
+
+
+def _end_transaction(conn: Connection, transaction: Any) -> None:
+    """Nothing stays open of `transaction`, failed, cancelled or committed.
+
+    After a failed commit SQLAlchemy forgets the transaction but the driver
+    may still be in it (SQLite does not roll back by itself after every kind
+    of failure), and the next batch could never begin.
+    """
+    current = conn.get_transaction()
+    if current is not None and current is transaction:
+        current.rollback()
+    dbapi_connection = conn.connection.dbapi_connection
+    if dbapi_connection is not None:
+        dbapi_connection.rollback()
 
 
 def _run_jobs(conn: Connection, jobs: list[Job[Any]], now: str, *, isolated: bool) -> _Done:
