@@ -336,7 +336,7 @@ class TingWebSocketProtocol(WebSocketsSansIOProtocol):
             self.close_timer = self.loop.call_later(STUCK_PEER_TIMEOUT, self.transport.abort)
 
     def shutdown(self) -> None:
-        if self.handshake_complete and not self.close_sent and self.initial_response is None:
+        if self._open():
             self.ting_flush()
             self.stop_keepalive()
             self.queue.put_nowait({"type": "websocket.disconnect", "code": CLOSE_GOING_AWAY})

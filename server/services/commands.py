@@ -86,9 +86,11 @@ def submit(
         raise
 
     def done(f: asyncio.Future[Result]) -> None:
-        _count(services, name, transport, started, f)
-        if answer is not None:
-            answer(f)
+        try:
+            _count(services, name, transport, started, f)
+        finally:
+            if answer is not None:
+                answer(f)
 
     future.add_done_callback(done)
     return future

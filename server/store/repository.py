@@ -289,18 +289,20 @@ class _Prepared:
         """`statements`: one per dialect name, or one for all."""
         self._statements = statements
         self._keys = list(keys)
-        self._compiled: dict[str, tuple[str, list[str] | None]] = {}
+        self._compiled: dict[tuple[str, str], tuple[str, list[str] | None]] = {}
 
     def _for(self, conn: Connection) -> tuple[str, list[str] | None]:
         dialect = conn.dialect
-        compiled = self._compiled.get(dialect.name)
+        # Drivers of one database differ in how parameters are written.
+        key = (dialect.name, dialect.driver)
+        compiled = self._compiled.get(key)
         if compiled is None:
             statement = self._statements
             if isinstance(statement, dict):
                 statement = statement[dialect.name]
             c = statement.compile(dialect=dialect, column_keys=self._keys)
             compiled = (c.string, list(c.positiontup or ()) if c.positional else None)
-            self._compiled[dialect.name] = compiled
+            self._compiled[key] = compiled
         return compiled
 
     def first_row(self, conn: Connection, values: dict[str, Any]) -> Any:
