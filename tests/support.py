@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -292,6 +293,25 @@ async def connect(
         yield sock
     finally:
         await conn.close()
+
+
+async def tiny_window_socket(server: ServerProcess, meeting_id: str, token: str) -> ClientConnection:
+    """A client that has said hello and reads only when told to.
+
+    A tiny receive buffer and a receive queue of one frame make the server
+    meet a full connection after a few kilobytes instead of megabytes.
+    """
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+    raw.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(raw, ("127.0.0.1", server.port))
+    conn = await websockets.connect(
+        f"{server.ws_url}/ws/meetings/{meeting_id}", sock=raw, compression=None,
+        max_queue=1, ping_interval=None, max_size=None,
+    )
+    await conn.send(f'{{"type": "hello", "token": "{token}", "since": null}}')
+    return conn
 
 
 def client_id() -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -19,10 +18,17 @@ from typing import Any
 
 import httpx
 import pytest
-import websockets
 from websockets.exceptions import ConnectionClosed
 
-from tests.support import Api, ServerProcess, Socket, client_id, connect, new_meeting
+from tests.support import (
+    Api,
+    ServerProcess,
+    Socket,
+    client_id,
+    connect,
+    new_meeting,
+    tiny_window_socket,
+)
 
 QUEUE_BYTES = 256 * 1024
 VOTE_INTERVAL = 0.25
@@ -149,25 +155,6 @@ async def test_one_public_event_is_encoded_once_per_audience_and_queued_per_conn
         assert encoded == 3  # public, the author, staff
 
 
-async def _stuck_socket(server: ServerProcess, meeting_id: str, token: str) -> Any:
-    """A client that says hello and then never reads again.
-
-    A tiny receive buffer and a receive queue of one frame make the server
-    meet a full connection after a few kilobytes instead of megabytes.
-    """
-    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
-    raw.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(raw, ("127.0.0.1", server.port))
-    conn = await websockets.connect(
-        f"{server.ws_url}/ws/meetings/{meeting_id}", sock=raw, compression=None,
-        max_queue=1, ping_interval=None, max_size=None,
-    )
-    await conn.send(f'{{"type": "hello", "token": "{token}", "since": null}}')
-    return conn
-
-
 async def test_client_that_stops_reading_is_closed_with_4409_while_others_get_every_event_promptly(
     fapi: Api,
 ) -> None:
@@ -175,7 +162,7 @@ async def test_client_that_stops_reading_is_closed_with_4409_while_others_get_ev
     topic = await meeting.topic()
     laggard = await meeting.citizen("Laggard")
     citizen = await meeting.citizen()
-    stuck = await _stuck_socket(fapi.server, meeting.id, laggard["token"])
+    stuck = await tiny_window_socket(fapi.server, meeting.id, laggard["token"])
     closes_before = await scrape(fapi, "ting_socket_closes_total", '{code="4409"}')
     acked: dict[int, float] = {}
     try:

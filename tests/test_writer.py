@@ -183,6 +183,20 @@ async def test_maintenance_runs_outside_a_transaction(harness: Harness) -> None:
     assert await harness.writer.run(create("b")) == "b"
 
 
+@contextlib.asynccontextmanager
+async def sqlite_writer(path: Path) -> AsyncIterator[Writer]:
+    """A started writer with the runner SQLite gets, and no one to publish to."""
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    await migrate(engine)
+    writer = Writer(engine, lambda events: None, runner=runner_for(engine))
+    await writer.start()
+    try:
+        yield writer
+    finally:
+        await writer.stop()
+        await engine.dispose()
+
+
 def spotlight(meeting_id: str, index: int) -> Callable[[Tx], int]:
     """A job that only emits an event; returns its index."""
 
@@ -232,11 +246,7 @@ async def test_sqlite_commits_reach_the_database_file_by_checkpoints_beside_them
     # the writer; the runner checkpoints on a thread of its own instead. The
     # database file read without its WAL shows what those checkpoints copied.
     path = tmp_path / "checkpoint.db"
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
-    await migrate(engine)
-    writer = Writer(engine, lambda events: None, runner=runner_for(engine))
-    await writer.start()
-    try:
+    async with sqlite_writer(path) as writer:
         await writer.run(create("a"))
         await asyncio.gather(*(writer.run(spotlight("a", i)) for i in range(40)))
         await asyncio.sleep(CHECKPOINT_INTERVAL + 0.1)
@@ -246,9 +256,6 @@ async def test_sqlite_commits_reach_the_database_file_by_checkpoints_beside_them
         with contextlib.closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as db:
             (stored,) = db.execute("SELECT count(*) FROM events WHERE meeting_id = 'a'").fetchone()
         assert stored == 81
-    finally:
-        await writer.stop()
-        await engine.dispose()
 
 
 async def test_after_a_commit_fails_nothing_of_it_is_stored_and_the_next_batch_commits(
@@ -279,12 +286,7 @@ async def test_after_a_commit_fails_nothing_of_it_is_stored_and_the_next_batch_c
 async def test_a_heavy_job_runs_alone_and_the_event_loop_goes_on_meanwhile(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "heavy.db"
-    engine = create_engine(f"sqlite+aiosqlite:///{path}")
-    await migrate(engine)
-    writer = Writer(engine, lambda events: None, runner=runner_for(engine))
-    await writer.start()
-    try:
+    async with sqlite_writer(tmp_path / "heavy.db") as writer:
         await writer.run(create("a"))
         before = writer.commits
 
@@ -302,6 +304,3 @@ async def test_a_heavy_job_runs_alone_and_the_event_loop_goes_on_meanwhile(
         assert await heavy == "long"
         assert await others == [0, 1, 2]
         assert writer.commits == before + 2  # alone, then the others together
-    finally:
-        await writer.stop()
-        await engine.dispose()

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 from typing import Any
 
 import orjson
-import websockets
 from websockets.asyncio.client import ClientConnection
 
 from tests import schemas
-from tests.support import Api, ServerProcess, client_id, connect, new_meeting
+from tests.support import (
+    Api,
+    ServerProcess,
+    client_id,
+    connect,
+    new_meeting,
+    tiny_window_socket,
+)
 
 # 100 posts of 4.5 KB fill the client's small receive buffer, the kernel's
 # send buffer and uvicorn's 64 KiB write buffer, so that the server meets a
@@ -30,20 +35,7 @@ POSTS = 100
 async def _slow_reader(server: ServerProcess, meeting_id: str, token: str) -> ClientConnection:
     """A client with a tiny receive window, live (welcome and snapshot read),
     that reads on only when told to."""
-    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
-    raw.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(raw, ("127.0.0.1", server.port))
-    conn = await websockets.connect(
-        f"{server.ws_url}/ws/meetings/{meeting_id}",
-        sock=raw,
-        compression=None,
-        max_queue=1,
-        ping_interval=None,
-        max_size=None,
-    )
-    await conn.send(f'{{"type": "hello", "token": "{token}", "since": null}}')
+    conn = await tiny_window_socket(server, meeting_id, token)
     for expected in ("welcome", "snapshot"):
         frame = orjson.loads(await asyncio.wait_for(conn.recv(), 10))
         assert frame["type"] == expected, frame

@@ -441,9 +441,10 @@ class Writer:
         self.reruns += done.reruns
         # The callers resume in the next turn of the loop, after all of this
         # (publishing and hooks too). Resolved first, their acks are written
-        # in the same turn as the events that go out at once, and both leave
-        # at the end of that turn (endpoints/wsprotocol.py): one write per
-        # connection, the events before the ack.
+        # in the same turn as the events that go out at once (to their
+        # authors, always; to others, unless a burst's window holds them), and
+        # both leave at the end of that turn (endpoints/wsprotocol.py): one
+        # write per connection, the events before the ack.
         for item, (result, error) in zip(batch, done.outcomes, strict=True):
             _settle(item.future, result, error)
         if done.events:
