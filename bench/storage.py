@@ -92,7 +92,9 @@ async def ingest_ting(fleet: Fleet, cfg: Config, admin: str, *, moderation: str)
         log(f"ingest: {cfg.ingest_clients} clients posting for {cfg.ingest_seconds:g} s")
         meter = CpuMeter(server.pid)
         meter.start()
-        profile = cfg.profile_dir / "profile-ting-ingest.txt" if cfg.profile_dir else None
+        profile = (
+            cfg.profile_dir / f"profile-ting-ingest-{moderation}.txt" if cfg.profile_dir else None
+        )
         if profile is not None:
             await server.start_profile(profile)
         # Clients post a little longer than the window; the server is killed
