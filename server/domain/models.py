@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 
@@ -129,7 +130,7 @@ class Actor:
         return self.role in STAFF
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Message:
     """A stored message with everything staff may know about it."""
 
@@ -154,11 +155,68 @@ class Message:
     created_at: str
     updated_at: str
 
+    def __init__(
+        self,
+        id: int,
+        meeting_id: str,
+        parent_id: int | None,
+        depth: int,
+        kind: Kind,
+        source: Source,
+        body: str,
+        author_id: str | None,
+        author_name: str | None,
+        author_role: Role,
+        client_id: str | None,
+        status: Status,
+        reason: str | None,
+        answered: Answered,
+        answered_by: str | None,
+        pinned: bool,
+        merged_into: int | None,
+        votes: int,
+        created_at: str,
+        updated_at: str,
+    ) -> None:
+        # One update of the instance's dict, where the generated __init__ of
+        # a frozen dataclass calls object.__setattr__ once per field: a sixth
+        # of the time (1 µs instead of 6), and every post builds a Message.
+        self.__dict__.update(
+            id=id,
+            meeting_id=meeting_id,
+            parent_id=parent_id,
+            depth=depth,
+            kind=kind,
+            source=source,
+            body=body,
+            author_id=author_id,
+            author_name=author_name,
+            author_role=author_role,
+            client_id=client_id,
+            status=status,
+            reason=reason,
+            answered=answered,
+            answered_by=answered_by,
+            pinned=pinned,
+            merged_into=merged_into,
+            votes=votes,
+            created_at=created_at,
+            updated_at=updated_at,
+        )
+
+    @cached_property
+    def record(self) -> dict[str, Any]:
+        """The full record (see `to_record`), built once: read it, never change it.
+
+        A post's record goes into its event and is projected for its ack.
+        """
+        return self.to_record()
+
     def to_record(self) -> dict[str, Any]:
         """The full record, as kept in the event log (never sent as is).
 
         Enums as their strings, read from `_value_`: the `.value` property
-        costs more than the rest of this dict, which every post builds twice.
+        costs more than the rest of this dict.
         """
         return {
             "id": self.id,
@@ -209,7 +267,7 @@ class Message:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Event:
     """One entry of a meeting's event log.
 
@@ -224,3 +282,22 @@ class Event:
     data: dict[str, Any]
     message_id: int | None = None
     recipient: str | None = None
+
+    def __init__(
+        self,
+        meeting_id: str,
+        seq: int,
+        kind: EventKind,
+        data: dict[str, Any],
+        message_id: int | None = None,
+        recipient: str | None = None,
+    ) -> None:
+        # As Message's: every committed event builds one.
+        self.__dict__.update(
+            meeting_id=meeting_id,
+            seq=seq,
+            kind=kind,
+            data=data,
+            message_id=message_id,
+            recipient=recipient,
+        )

@@ -50,6 +50,8 @@ from server.store.writer import Tx
 
 Result = dict[str, Any]
 
+_UNANSWERED = Answered.UNANSWERED._value_
+
 
 async def dispatch(services: Services, actor: Actor, command: Command, transport: str) -> Result:
     """Run one command for an actor; returns the ack's result or raises DomainError."""
@@ -154,17 +156,17 @@ def _message_for(tx: Tx, actor: Actor, meeting: Meeting, message_id: int) -> Mes
     message = repository.load_message(tx.conn, message_id)
     if message is None or message.meeting_id != meeting.id:
         raise not_found(f"no message {message_id}")
-    if project_message(message.to_record(), viewer_of(actor)) is None:
+    if project_message(message.record, viewer_of(actor)) is None:
         raise not_found(f"no message {message_id}")
     return message
 
 
 def _emit_message(tx: Tx, kind: EventKind, message: Message) -> None:
-    tx.emit(message.meeting_id, kind, message.to_record(), message_id=message.id)
+    tx.emit(message.meeting_id, kind, message.record, message_id=message.id)
 
 
 def _message_result(actor: Actor, message: Message) -> Result:
-    return {"message": project_message(message.to_record(), viewer_of(actor))}
+    return {"message": project_message(message.record, viewer_of(actor))}
 
 
 def _update(tx: Tx, message: Message, **values: Any) -> Message:
@@ -198,15 +200,48 @@ def _insert(
     author_role: Role,
     status: Status,
 ) -> Message:
-    inserted = repository.insert_message(
+    parent_id = parent.id if parent else None
+    author_id = actor.participant_id
+    # As stored: enums as their strings (`_value_`; binding an enum costs the
+    # driver an adapter lookup per value, and this runs for every post).
+    new_id = repository.insert_message(
         tx.conn,
+        {
+            "meeting_id": meeting.id,
+            "parent_id": parent_id,
+            "depth": depth,
+            "kind": kind._value_,
+            "source": source._value_,
+            "body": body,
+            "author_id": author_id,
+            "author_name": author_name,
+            "author_role": author_role._value_,
+            "client_id": client_id,
+            "status": status._value_,
+            "reason": None,
+            "answered": _UNANSWERED,
+            "answered_by": None,
+            "pinned": False,
+            "merged_into": None,
+            "votes": 0,
+            "created_at": tx.now,
+            "updated_at": tx.now,
+        },
+    )
+    if new_id is None:
+        # Stored before under this client_id (a retry): the same message, nothing new.
+        stored = _stored(tx, actor, client_id)
+        assert stored is not None
+        return stored
+    message = Message(
+        id=new_id,
         meeting_id=meeting.id,
-        parent_id=parent.id if parent else None,
+        parent_id=parent_id,
         depth=depth,
         kind=kind,
         source=source,
         body=body,
-        author_id=actor.participant_id,
+        author_id=author_id,
         author_name=author_name,
         author_role=author_role,
         client_id=client_id,
@@ -220,12 +255,6 @@ def _insert(
         created_at=tx.now,
         updated_at=tx.now,
     )
-    if inserted is None:
-        # Stored before under this client_id (a retry): the same message, nothing new.
-        stored = _stored(tx, actor, client_id)
-        assert stored is not None
-        return stored
-    message = inserted
     _emit_message(tx, EventKind.MESSAGE_CREATED, message)
     answers_question = kind is Kind.ANSWER and parent is not None and parent.kind is Kind.QUESTION
     if answers_question and parent is not None and parent.answered is Answered.UNANSWERED:

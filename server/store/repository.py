@@ -317,43 +317,71 @@ class _Prepared:
         note_write(conn)
         return row
 
-    def run_many(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        """Runs once per row of values (one executemany) in the connection's transaction."""
+    def insert_id(self, conn: Connection, values: dict[str, Any]) -> int | None:
+        """Runs an INSERT that may do nothing; the new row's id, or None if it did nothing.
+
+        On SQLite the id is the cursor's `lastrowid`: a RETURNING clause costs
+        SQLite about as much again as the insert itself (its rows go through a
+        temporary table), and this runs for every post. Elsewhere the
+        statement returns the id.
+        """
+        if conn.dialect.name != "sqlite":
+            row = self.first_row(conn, values)
+            return None if row is None else int(row[0])
         sql, order = self._for(conn)
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            if order is not None:
-                cursor.executemany(sql, [[values[k] for k in order] for values in rows])
-            else:
-                cursor.executemany(sql, rows)
+            cursor.execute(sql, [values[k] for k in order] if order is not None else values)
+            new_id = cursor.lastrowid if cursor.rowcount == 1 else None
+        finally:
+            cursor.close()
+        note_write(conn)
+        return new_id
+
+    def run_many(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
+        """Runs once per row (its values in the order of `keys`), as one
+        executemany, in the connection's transaction."""
+        sql, order = self._for(conn)
+        params: Sequence[Any]
+        if order is None:
+            params = [dict(zip(self._keys, row, strict=True)) for row in rows]
+        elif order == self._keys:
+            params = rows
+        else:
+            index = [self._keys.index(k) for k in order]
+            params = [[row[i] for i in index] for row in rows]
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(sql, params)
         finally:
             cursor.close()
         note_write(conn)
 
 
 # Every column but the id; the unique index on (author, client_id) decides
-# whether the row is new.
+# whether the row is new. SQLite learns the id from the cursor (`insert_id`).
 _MESSAGE_VALUES = tuple(c.key for c in messages.c if c.key != "id")
 _INSERT_MESSAGE = _Prepared(
     {
-        dialect: upsert(messages)
+        "sqlite": sqlite_insert(messages).on_conflict_do_nothing(
+            index_elements=[messages.c.author_id, messages.c.client_id]
+        ),
+        "postgresql": postgresql_insert(messages)
         .on_conflict_do_nothing(index_elements=[messages.c.author_id, messages.c.client_id])
-        .returning(messages.c.id)
-        for dialect, upsert in (("sqlite", sqlite_insert), ("postgresql", postgresql_insert))
+        .returning(messages.c.id),
     },
     _MESSAGE_VALUES,
 )
 
 
-def insert_message(conn: Connection, **values: Any) -> Message | None:
-    """Insert a message; None if its author already stored one with this client_id.
+def insert_message(conn: Connection, values: dict[str, Any]) -> int | None:
+    """Insert a message; its id, or None if its author already stored one with this client_id.
 
+    `values`: every column but the id, as stored (enums as their strings).
     One statement for the common case: the unique index on (author, client_id)
-    decides, so a retry that races its original is still stored once. Every
-    column is given, so the message is the values and the id the row got.
+    decides, so a retry that races its original is still stored once.
     """
-    row = _INSERT_MESSAGE.first_row(conn, _plain(values))
-    return Message(id=row[0], **values) if row else None
+    return _INSERT_MESSAGE.insert_id(conn, values)
 
 
 _LOAD_MESSAGE = select(*_MESSAGE_COLUMNS).where(messages.c.id == bindparam("message_id"))
@@ -521,18 +549,19 @@ _INSERT_EVENTS = _Prepared(
 
 def insert_events(conn: Connection, rows: Sequence[Event], now: str) -> None:
     """All the rows in one executemany."""
+    dumps = orjson.dumps
     _INSERT_EVENTS.run_many(
         conn,
         [
-            {
-                "meeting_id": e.meeting_id,
-                "seq": e.seq,
-                "kind": e.kind.value,
-                "message_id": e.message_id,
-                "recipient": e.recipient,
-                "data": orjson.dumps(e.data).decode(),
-                "created_at": now,
-            }
+            (
+                e.meeting_id,
+                e.seq,
+                e.kind._value_,
+                e.message_id,
+                e.recipient,
+                dumps(e.data).decode(),
+                now,
+            )
             for e in rows
         ],
     )
