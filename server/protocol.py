@@ -31,6 +31,7 @@ CLOSE_TOO_SLOW = 4409  # outgoing budget exceeded; resume with `since`
 # Deepest JSON nesting accepted; the deepest valid command nests 1 level.
 MAX_JSON_DEPTH = 8
 MAX_REF = 64
+_CONTAINERS = (dict, list)
 
 T = TypeVar("T")
 
@@ -46,6 +47,13 @@ def parse_json(raw: str | bytes) -> Any:
 
 
 def _check_depth(value: Any) -> None:
+    if isinstance(value, dict):
+        # Nearly every command is one flat object: nothing to walk.
+        for child in value.values():
+            if isinstance(child, _CONTAINERS):
+                break
+        else:
+            return
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -58,7 +66,7 @@ def _check_depth(value: Any) -> None:
         if depth > MAX_JSON_DEPTH:
             raise invalid(f"JSON nests deeper than {MAX_JSON_DEPTH} levels")
         # Only containers go on the stack: a command is mostly flat.
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        stack.extend((child, depth + 1) for child in children if isinstance(child, _CONTAINERS))
 
 
 def dumps(value: Any) -> bytes:
@@ -179,11 +187,10 @@ class _Fields:
         self.obj = obj
 
     def _get(self, name: str, required: bool) -> Any:
-        if name not in self.obj or self.obj[name] is None:
-            if required:
-                raise invalid(f"{name} is required")
-            return None
-        return self.obj[name]
+        value = self.obj.get(name)
+        if value is None and required:
+            raise invalid(f"{name} is required")
+        return value
 
     def integer(self, name: str, *, required: bool = True) -> int | None:
         value = self._get(name, required)

@@ -111,7 +111,13 @@ def check_command(actor: Actor, meeting: Meeting, command: str) -> None:
 
 def check_text(value: str, *, field: str, limit: int, required: bool = True) -> str:
     """Normalise line ends, strip, refuse control characters and overlong text."""
-    text = unicodedata.normalize("NFC", value.replace("\r\n", "\n").replace("\r", "\n")).strip()
+    text = value
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.isascii():
+        # (ASCII is NFC already; this runs for every post.)
+        text = unicodedata.normalize("NFC", text)
+    text = text.strip()
     if _CONTROL.search(text):
         raise invalid(f"{field} contains control characters")
     if required and not text:

@@ -170,9 +170,12 @@ def _project(row: Sequence[Any], audience: Hashable) -> dict[str, Any] | None:
     return out
 
 
+_MESSAGE_EVENTS = (EventKind.MESSAGE_CREATED, EventKind.MESSAGE_UPDATED)
+
+
 def event_audience(event: Event, viewer: Viewer) -> Hashable:
     kind = event.kind
-    if kind in (EventKind.MESSAGE_CREATED, EventKind.MESSAGE_UPDATED):
+    if kind in _MESSAGE_EVENTS:
         return message_audience(event.data, viewer)
     if kind is EventKind.VOTES_UPDATED:
         if event.recipient is not None:
@@ -193,8 +196,11 @@ def project_event(event: Event, viewer: Viewer) -> dict[str, Any] | None:
 
 def project_event_for(event: Event, audience: Hashable) -> dict[str, Any] | None:
     kind = event.kind
-    if kind in (EventKind.MESSAGE_CREATED, EventKind.MESSAGE_UPDATED):
-        return _project(_AS_ROW(event.data), audience)
+    if kind in _MESSAGE_EVENTS:
+        data = event.data
+        if audience == "public" and data["status"] in UNSEEN_STATUSES:
+            return None  # what a pre-moderation queue holds, for everybody else
+        return _project(_AS_ROW(data), audience)
     if kind is EventKind.VOTES_UPDATED:
         return _project_votes(event.data, audience)
     return event.data

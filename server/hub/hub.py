@@ -289,7 +289,8 @@ class Hub:
             if sub.last_seq >= first_seq:
                 # Has some of these already: named in them (sent at once), or
                 # just came live with them in its snapshot or replay.
-                self._send_from(sub, encoder, encoder.after(sub.last_seq))
+                if sub.last_seq < last_seq:
+                    self._send_from(sub, encoder, encoder.after(sub.last_seq))
                 continue
             sub.last_seq = last_seq
             if sub.staff:
