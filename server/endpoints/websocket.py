@@ -189,7 +189,13 @@ class _CommandRunner:
         if self._pending >= MAX_PENDING_COMMANDS:
             raise DomainError(ErrorCode.RATE_LIMITED, "too many commands waiting; wait for acks")
         try:
-            commands.submit(self._services, actor, cmd, "ws", lambda f: self._answer(cmd, f))
+            commands.start(
+                self._services,
+                actor,
+                cmd,
+                "ws",
+                lambda result, error: self._answer(cmd, result, error),
+            )
         except DomainError:
             raise
         except Exception:
@@ -200,21 +206,22 @@ class _CommandRunner:
         self._pending += 1
         self._sink.ting_answers_due = True
 
-    def _answer(self, cmd: Command, future: asyncio.Future[commands.Result]) -> None:
+    def _answer(
+        self, cmd: Command, result: commands.Result | None, error: BaseException | None
+    ) -> None:
         self._pending -= 1
         if not self._pending:
             self._sink.ting_answers_due = False
-        if self._closed or future.cancelled():
+        if self._closed:
             return
-        exc = future.exception()
-        if exc is None:
-            self._sub.push(orjson.dumps(ack_frame(cmd.ref, future.result())))
-        elif isinstance(exc, DomainError):
-            self._sub.push(orjson.dumps(error_frame(cmd.ref, exc)))
+        if error is None:
+            self._sub.push(orjson.dumps(ack_frame(cmd.ref, result or {})))
+        elif isinstance(error, DomainError):
+            self._sub.push(orjson.dumps(error_frame(cmd.ref, error)))
         else:
             # A bug or a failing database: this command goes unanswered (the
             # client retries it); the others are answered as they commit.
-            log.error("command %s failed", cmd.type_name, exc_info=exc)
+            log.error("command %s failed", cmd.type_name, exc_info=error)
 
     def cancel(self) -> None:
         # The peer is gone: what it sent still commits (a retry of it, with

@@ -53,63 +53,66 @@ Result = dict[str, Any]
 _UNANSWERED = Answered.UNANSWERED._value_
 
 
+# Told a command's outcome once it has committed: (result, None) or (None, error).
+Answer = Callable[[Result | None, BaseException | None], None]
+
+
 async def dispatch(services: Services, actor: Actor, command: Command, transport: str) -> Result:
     """Run one command for an actor; returns the ack's result or raises DomainError."""
-    return await submit(services, actor, command, transport)
+    if isinstance(command, Ping):
+        _count(services, command.type_name, transport, time.perf_counter(), None)
+        return {}
+    future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+
+    def answer(result: Result | None, error: BaseException | None) -> None:
+        if future.done():
+            return  # the caller went away; the command is done all the same
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result or {})
+
+    start(services, actor, command, transport, answer)
+    return await future
 
 
-def submit(
-    services: Services,
-    actor: Actor,
-    command: Command,
-    transport: str,
-    answer: Callable[[asyncio.Future[Result]], None] | None = None,
-) -> asyncio.Future[Result]:
-    """Start one command; its future holds the ack's result or the DomainError.
+def start(
+    services: Services, actor: Actor, command: Command, transport: str, answer: Answer
+) -> None:
+    """Start one command (not a ping); `answer` gets its outcome once committed.
 
-    Raises DomainError at once for what is refused before the writer
-    (rate limits). Commands submitted one after another commit in that order:
-    the writer takes its jobs in order. No task is made for the command: the
-    socket's reader answers it in `answer`, called with the future when done.
+    Raises DomainError at once for what is refused before the writer (rate
+    limits). Commands started one after another commit, and are answered, in
+    that order: the writer takes its jobs in order. No task and no future is
+    made for the command: the writer calls `answer` after the commit.
     """
     name = command.type_name
     started = time.perf_counter()
-    future: asyncio.Future[Result]
     try:
-        if isinstance(command, Ping):
-            future = asyncio.get_running_loop().create_future()
-            future.set_result({})
-        else:
-            _check_rate(services, actor, command)
-            handler = _HANDLERS[type(command)]
-            future = services.writer.submit(_job(services, handler, actor, command))
+        _check_rate(services, actor, command)
+        handler = _HANDLERS[type(command)]
     except DomainError as exc:
         _count_error(services, name, transport, exc)
         raise
 
-    def done(f: asyncio.Future[Result]) -> None:
+    def done(result: Result | None, error: BaseException | None) -> None:
         try:
-            _count(services, name, transport, started, f)
+            _count(services, name, transport, started, error)
         finally:
-            if answer is not None:
-                answer(f)
+            answer(result, error)
 
-    future.add_done_callback(done)
-    return future
+    services.writer.hand(_job(services, handler, actor, command), done)
 
 
 def _count(
-    services: Services, name: str, transport: str, started: float, future: asyncio.Future[Result]
+    services: Services, name: str, transport: str, started: float, error: BaseException | None
 ) -> None:
-    if future.cancelled():
-        return
-    exc = future.exception()
-    if exc is None:
+    if error is None:
         done, seconds = services.metrics.command_done(name, transport)
         done.inc()
         seconds.observe(time.perf_counter() - started)
-    elif isinstance(exc, DomainError):
-        _count_error(services, name, transport, exc)
+    elif isinstance(error, DomainError):
+        _count_error(services, name, transport, error)
 
 
 def _count_error(services: Services, name: str, transport: str, exc: DomainError) -> None:

@@ -290,11 +290,16 @@ def runner_for(engine: AsyncEngine) -> Runner:
 # --- the writer ---------------------------------------------------------------------
 
 
+# Told a job's outcome, (result, None) or (None, error), right after its commit.
+Done = Callable[[Any, BaseException | None], None]
+
+
 @dataclass
 class _Queued(Generic[T]):
     job: Job[T]
-    future: asyncio.Future[T]
+    future: asyncio.Future[T] | None
     heavy: bool = False
+    done: Done | None = None
 
 
 @dataclass
@@ -370,6 +375,18 @@ class Writer:
         self._hand_in(_Maintenance(job, future))
         await future
 
+    def hand(self, job: Job[T], done: Done) -> None:
+        """Queue `job`; `done` is called with its outcome once its batch has
+        committed, after the batch's events are published, in the order the
+        jobs were handed in.
+
+        No future and no loop callback per job: a socket's commands are
+        answered this way, thousands a second.
+        """
+        if self._task is None or self._task.done():
+            raise RuntimeError("the writer is not running")
+        self._hand_in(_Queued(job, None, done=done))
+
     def _hand_in(self, item: Item) -> None:
         if not self._incoming:
             asyncio.get_running_loop().call_soon(self._hand_over)
@@ -419,9 +436,9 @@ class Writer:
                 try:
                     await self._runner.run_outside_transaction(first.job)
                 except Exception as exc:
-                    _settle(first.future, None, exc)
+                    _resolve(first.future, None, exc)
                 else:
-                    _settle(first.future, None, None)
+                    _resolve(first.future, None, None)
                 continue
             try:
                 done = await self._runner.run_batch(
@@ -430,7 +447,7 @@ class Writer:
             except Exception as exc:
                 log.exception("commit failed")
                 for item in batch:
-                    _settle(item.future, None, exc)
+                    _settle(item, None, exc)
             else:
                 self._committed(batch, done)
 
@@ -439,21 +456,39 @@ class Writer:
         self.commits += 1
         self.jobs += len(batch)
         self.reruns += done.reruns
-        # The callers resume in the next turn of the loop, after all of this
-        # (publishing and hooks too). Resolved first, their acks are written
-        # in the same turn as the events that go out at once (to their
-        # authors, always; to others, unless a burst's window holds them), and
-        # both leave at the end of that turn (endpoints/wsprotocol.py): one
-        # write per connection, the events before the ack.
+        # Callers who wait on a future resume in the next turn of the loop,
+        # after all of this; callers who handed in a callback are called at
+        # the end of it. Either way their acks are written after the events
+        # that go out at once (to their authors, always; to others, unless a
+        # burst's window holds them), and both leave together at the end of
+        # the turn (endpoints/wsprotocol.py): one write per connection, the
+        # events before the ack.
         for item, (result, error) in zip(batch, done.outcomes, strict=True):
-            _settle(item.future, result, error)
+            if item.future is not None:
+                _settle(item, result, error)
         if done.events:
             self._publish(done.events)
         for hook in done.hooks:
             hook()
+        for item, (result, error) in zip(batch, done.outcomes, strict=True):
+            if item.done is not None:
+                _settle(item, result, error)
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+def _settle(item: _Queued[Any], result: Any, error: BaseException | None) -> None:
+    future = item.future
+    if future is None:
+        assert item.done is not None
+        try:
+            item.done(result, error)
+        except Exception:
+            # One caller's failure must not keep the others of the batch unanswered.
+            log.exception("a caller failed to take its outcome")
+        return
+    _resolve(future, result, error)
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
     if future.done():
         return  # the caller went away; the work is done all the same
     if error is not None:
