@@ -183,10 +183,17 @@ def rows(results: dict[str, Any], clients: int) -> list[Row]:
         t = ing.get("posts_per_second")
         b = _get(ing, "raw", "rows_per_second")
         r = _ratio(t, b)
+        rounds = _get(ing, "all_rounds", "ratios") or []
+        of_rounds = (
+            f"; median of {len(rounds)} rounds ({', '.join(f'{x:.2f}x' for x in rounds)})"
+            if len(rounds) > 1
+            else ""
+        )
         out.append(
             Row(
                 "ingest",
-                f"{ing.get('clients')} clients posting into the moderation queue, synchronous=FULL",
+                f"{ing.get('clients')} clients posting into the moderation queue, "
+                f"synchronous=FULL{of_rounds}",
                 _num(t, "{:.0f} posts/s"),
                 _num(b, "{:.0f} rows/s (raw)"),
                 _num(r, "{:.2f}x"),
@@ -206,12 +213,13 @@ def rows(results: dict[str, Any], clients: int) -> list[Row]:
                 p99 is not None and p99 <= 50,
             )
         )
-        lost = ing.get("lost_after_sigkill")
+        every = ing.get("all_rounds") or ing
+        lost = every.get("lost_after_sigkill")
         out.append(
             Row(
                 "ingest durability",
-                "SIGKILL with posts in flight",
-                f"{lost} of {ing.get('acked')} acked lost",
+                "SIGKILL with posts in flight" + (" (every round)" if len(rounds) > 1 else ""),
+                f"{lost} of {every.get('acked')} acked lost",
                 "",
                 "",
                 "0 lost",

@@ -36,6 +36,7 @@ QUICK = {
     "vote_seconds": 2.0,
     "ingest_clients": 20,
     "ingest_seconds": 2.0,
+    "ingest_rounds": 1,
     "join_messages": 500,
     "join_repeats": 3,
     "settle": 1.0,
@@ -61,6 +62,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--vote-seconds", type=float, help="window of the vote storm (10)")
     p.add_argument("--ingest-clients", type=int, help="posting clients (200)")
     p.add_argument("--ingest-seconds", type=float, help="length of the ingest window (10)")
+    p.add_argument(
+        "--ingest-rounds",
+        type=int,
+        help="ingest rounds, each the raw baseline then the server; the median is reported (3)",
+    )
     p.add_argument("--join-messages", type=int, help="messages in the join meeting (10000)")
     p.add_argument("--data-dir", type=Path, help="where the databases go (a temporary dir)")
     p.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
@@ -99,6 +105,7 @@ def config_from(args: argparse.Namespace, data_dir: Path) -> Config:
         "vote_seconds": args.vote_seconds,
         "ingest_clients": args.ingest_clients,
         "ingest_seconds": args.ingest_seconds,
+        "ingest_rounds": args.ingest_rounds,
         "join_messages": args.join_messages,
     }
     cfg = replace(cfg, **{k: v for k, v in options.items() if v is not None})

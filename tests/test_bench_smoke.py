@@ -41,6 +41,7 @@ async def test_bench_suite_runs_every_workload_and_loses_nothing(tmp_path: Path)
         vote_questions=3,
         ingest_clients=6,
         ingest_seconds=1.0,
+        ingest_rounds=2,
         join_messages=120,
         join_repeats=2,
         publishers=2,
@@ -70,6 +71,15 @@ async def test_bench_suite_runs_every_workload_and_loses_nothing(tmp_path: Path)
     assert resume["order_errors"] == 0
 
     ingest = results["ingest"]
+    # Two rounds, each the raw baseline and then the server; the median one
+    # is reported, and durability counts the posts of every round.
+    assert len(ingest["rounds"]) == 2
+    assert all(r["ting"]["lost_after_sigkill"] == 0 for r in ingest["rounds"])
+    every = ingest["ting"]["all_rounds"]
+    assert every["acked"] == sum(r["ting"]["acked"] for r in ingest["rounds"])
+    assert every["lost_after_sigkill"] == 0
+    assert len(every["ratios"]) == 2
+    assert ingest["ting"] in [r["ting"] | {"all_rounds": every} for r in ingest["rounds"]]
     for run in ("ting", "ting_shown"):
         assert "error" not in ingest[run], ingest[run].get("error")
         assert ingest[run]["acked"] > 0
