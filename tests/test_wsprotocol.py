@@ -1,19 +1,27 @@
-"""The socket's own protocol: a paused connection, a silent peer, and shutdown.
+"""The socket's own protocol: a paused connection, a silent peer, shutdown, and frames.
 
 An idle connection has no writer task and no queue (see hub/subscriber.py);
 these check that what does queue while a client is not reading still arrives
 complete and in order, that a peer that stops reading and answering pings is
-dropped, and that a server going down says 1001.
+dropped, that a server going down says 1001, and that the frames the server
+cuts itself are handled exactly as websockets would: split anywhere, among
+control frames and fragments.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
+import random
 import re
+import socket
 from typing import Any
 
 import orjson
 from websockets.asyncio.client import ClientConnection
+from websockets.frames import Close, Frame, Opcode
+from websockets.protocol import CLIENT, Protocol, State
 
 from tests import schemas
 from tests.support import (
@@ -154,3 +162,137 @@ async def test_commands_sent_in_one_burst_are_all_answered_in_the_order_sent(api
     assert bodies == [f"burst {i}" for i in range(count)]
     ids = [r["result"]["message"]["id"] for r in replies]
     assert ids == sorted(ids) and len(set(ids)) == count
+
+
+# --- the server's own frame cutting (endpoints/wsprotocol.py, point 7) ------
+
+
+class _RawClient:
+    """A WebSocket client on a bare TCP socket: the test decides where the
+    byte stream is split, and reads frames with websockets' own parser."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.parser = Protocol(CLIENT, state=State.OPEN, max_size=None)
+
+    @classmethod
+    async def open(cls, server: ServerProcess, meeting_id: str) -> _RawClient:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET /ws/meetings/{meeting_id} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        return cls(reader, writer)
+
+    def frame(self, opcode: Opcode, data: bytes, *, fin: bool = True) -> bytes:
+        return Frame(opcode, data, fin=fin).serialize(mask=True, extensions=[])
+
+    def text(self, obj: Any) -> bytes:
+        return self.frame(Opcode.TEXT, orjson.dumps(obj))
+
+    async def send_split(self, stream: bytes, rng: random.Random) -> None:
+        """The stream in pieces of 1 to 300 bytes, each its own TCP segment."""
+        pos = 0
+        while pos < len(stream):
+            step = rng.randint(1, 300)
+            self.writer.write(stream[pos : pos + step])
+            await self.writer.drain()
+            pos += step
+            await asyncio.sleep(0.001)
+
+    async def frames(self, count: int) -> list[Frame]:
+        got: list[Frame] = []
+        while len(got) < count:
+            data = await asyncio.wait_for(self.reader.read(65536), 10)
+            if not data:
+                break
+            self.parser.receive_data(data)
+            got.extend(e for e in self.parser.events_received() if isinstance(e, Frame))
+        return got
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def test_frames_split_anywhere_and_mixed_with_control_frames_are_handled_in_order(
+    api: Api,
+) -> None:
+    meeting = await new_meeting(api)
+    rng = random.Random(4)
+    client = await _RawClient.open(api.server, meeting.id)
+    try:
+        client.writer.write(client.text({"type": "hello", "token": None, "since": None}))
+        welcome, snapshot = await client.frames(2)
+        assert orjson.loads(welcome.data)["type"] == "welcome"
+        assert orjson.loads(snapshot.data)["type"] == "snapshot"
+        stream = b""
+        expected: list[tuple[str, str]] = []
+        pings = 0
+        for i in range(120):
+            ref = f"r{i}"
+            shape = i % 6
+            if shape == 0:
+                # A ping control frame between two commands.
+                stream += client.frame(Opcode.PING, f"keepalive {i}".encode())
+                pings += 1
+            if shape == 1:
+                # Over 125 bytes: a 16-bit length.
+                stream += client.text({"type": "ping", "ref": ref, "pad": "x" * 400})
+                expected.append(("pong", ref))
+            elif shape == 2:
+                # A viewer may not post: an error, with its ref.
+                stream += client.text({"type": "post", "ref": ref, "body": "?"})
+                expected.append(("error", ref))
+            elif shape == 3:
+                # One message in three fragments, a ping control frame among them.
+                data = orjson.dumps({"type": "ping", "ref": ref})
+                stream += client.frame(Opcode.TEXT, data[:5], fin=False)
+                stream += client.frame(Opcode.PING, b"amid fragments")
+                stream += client.frame(Opcode.CONT, data[5:9], fin=False)
+                stream += client.frame(Opcode.CONT, data[9:])
+                pings += 1
+                expected.append(("pong", ref))
+            elif shape == 4:
+                stream += client.frame(Opcode.TEXT, b"{not json")
+                expected.append(("error", None))  # malformed: no ref to echo
+            else:
+                stream += client.text({"type": "ping", "ref": ref})
+                expected.append(("pong", ref))
+        await client.send_split(stream, rng)
+        frames = await client.frames(len(expected) + pings)
+    finally:
+        client.close()
+    texts = [orjson.loads(f.data) for f in frames if f.opcode is Opcode.TEXT]
+    texts = [t for t in texts if t["type"] in ("pong", "error")]
+    assert [(t["type"], t.get("ref")) for t in texts] == expected
+    for t in texts:
+        schemas.validate_server_frame(t)
+    control = [f for f in frames if f.opcode is Opcode.PONG]
+    assert len(control) == pings
+
+
+async def test_a_bad_utf8_frame_after_good_ones_closes_with_1007_after_answering_them(
+    api: Api,
+) -> None:
+    meeting = await new_meeting(api)
+    client = await _RawClient.open(api.server, meeting.id)
+    try:
+        client.writer.write(client.text({"type": "hello", "token": None, "since": None}))
+        await client.frames(2)
+        stream = b"".join(client.text({"type": "ping", "ref": f"ok{i}"}) for i in range(3))
+        stream += client.frame(Opcode.TEXT, b'{"type": "ping", "ref": "\xff"}')
+        stream += client.text({"type": "ping", "ref": "after"})
+        client.writer.write(stream)
+        frames = await client.frames(4)
+    finally:
+        client.close()
+    texts = [orjson.loads(f.data) for f in frames if f.opcode is Opcode.TEXT]
+    assert [t["ref"] for t in texts] == ["ok0", "ok1", "ok2"]
+    closes = [f for f in frames if f.opcode is Opcode.CLOSE]
+    assert closes and Close.parse(closes[0].data).code == 1007
