@@ -108,15 +108,13 @@ def _count(
     services: Services, name: str, transport: str, started: float, error: BaseException | None
 ) -> None:
     if error is None:
-        done, seconds = services.metrics.command_done(name, transport)
-        done.inc()
-        seconds.observe(time.perf_counter() - started)
+        services.metrics.command_done(name, transport, time.perf_counter() - started)
     elif isinstance(error, DomainError):
         _count_error(services, name, transport, error)
 
 
 def _count_error(services: Services, name: str, transport: str, exc: DomainError) -> None:
-    services.metrics.commands.labels(name, transport, "error").inc()
+    services.metrics.command_failed(name, transport)
     services.metrics.errors.labels(exc.code.value).inc()
 
 
