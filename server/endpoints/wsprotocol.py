@@ -30,13 +30,13 @@
 7. Parsing. Once a session is open, most of what a client sends is small
    text frames, whole and unfragmented (commands). The `websockets` parser
    costs some 9 µs of Python for each (a chain of generators per frame),
-   more than everything Ting does with a command before the writer. Ting
-   cuts the incoming bytes into frames itself (`_FrameGate`): a complete,
-   masked, final text frame goes to the app's handler at once; every other
-   frame (control frames, fragments, binary, anything malformed or too
-   large) is handed to `websockets` whole, which parses it as before and
-   so stays at a frame boundary. The gate is used only while `websockets`
-   waits for the first byte of a frame.
+   more than everything Ting does with a command before the writer. So
+   while `websockets` waits for the first byte of a frame, Ting cuts the
+   frames of a read itself: each complete, masked, final text frame goes to
+   the app's handler at once. From the first other frame of the read on
+   (control frames, fragments, binary, bad UTF-8, anything malformed, too
+   large or incomplete), the rest of the read goes to `websockets`, which
+   parses it as it would have all along.
 """
 
 from __future__ import annotations
@@ -221,9 +221,9 @@ class TingWebSocketProtocol(WebSocketsSansIOProtocol):
         self._flusher = _flusher(self.loop)
         # The app's handler of messages, once it has one (point 6).
         self._receiver: Callable[[str | bytes], None] | None = None
-        # Bytes of an incomplete frame while Ting cuts frames itself (point
-        # 7); None while websockets parses everything.
-        self._gate: bytes | None = None
+        # Whether Ting cuts the incoming frames itself (point 7): only while
+        # websockets' parser is known to wait for the first byte of a frame.
+        self._gated = False
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -296,7 +296,7 @@ class TingWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.disconnected or not self.handshake_complete or self.initial_response is not None:
             return
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
-        if self._open():
+        if self._open() and self.conn.state is State.OPEN:
             self.ting_flush()
             self.conn.send_close(code, reason)
             self.transport.write(b"".join(self.conn.data_to_send()))
@@ -333,12 +333,12 @@ class TingWebSocketProtocol(WebSocketsSansIOProtocol):
     # --- uvicorn's protocol ---
 
     def data_received(self, data: bytes) -> None:
-        if self._gate is None:
+        if not self._gated:
             if not self._gate_opens():
                 super().data_received(data)
                 return
-            self._gate = b""
-        self._cut_frames(self._gate + data if self._gate else data)
+            self._gated = True
+        self._cut_frames(data)
 
     def _gate_opens(self) -> bool:
         """Whether Ting can cut the frames from here on (point 7)."""
@@ -354,62 +354,46 @@ class TingWebSocketProtocol(WebSocketsSansIOProtocol):
         )
 
     def _cut_frames(self, data: bytes) -> None:
-        """Each complete frame in `data` to the app's handler or to websockets."""
+        """The whole final text frames at the start of `data` to the app's
+        handler; from the first other frame (or part of one) on, all of it to
+        websockets, which is then no longer at a frame boundary for sure: the
+        gate closes, to open again on a later read once it is."""
         conn = self.conn
         limit = conn.max_message_size
         end = len(data)
         pos = 0
         while end - pos >= 2:
+            receiver = self._receiver
             first, second = data[pos], data[pos + 1]
+            if (
+                first != _FINAL_TEXT
+                or not second & _MASKED
+                or receiver is None
+                or self.close_sent
+                or conn.state is not State.OPEN
+            ):
+                break
             size = second & 0x7F
             head = pos + 2
             if size == 126:
-                if end - pos < 4:
-                    break
                 size = int.from_bytes(data[pos + 2 : pos + 4], "big")
                 head = pos + 4
             elif size == 127:
-                if end - pos < 10:
-                    break
                 size = int.from_bytes(data[pos + 2 : pos + 10], "big")
                 head = pos + 10
-            if second & _MASKED:
-                head += 4
-            if limit is not None and size > limit:
-                # websockets refuses it (1009) from its header alone.
-                self._gate = None
-                super().data_received(data[pos:])
-                return
-            stop = head + size
-            if stop > end:
-                break
-            receiver = self._receiver
-            if (
-                first == _FINAL_TEXT
-                and second & _MASKED
-                and receiver is not None
-                and not self.close_sent
-                and conn.state is State.OPEN
-            ):
-                payload = apply_mask(data[head:stop], data[head - 4 : head])
-                try:
-                    text = payload.decode()
-                except UnicodeDecodeError:
-                    pass  # websockets' and uvicorn's own path closes with 1007
-                else:
-                    pos = stop
-                    receiver(text)
-                    continue
-            # Anything else, whole, to websockets, which then waits for the
-            # next frame again (unless the frame ended the session).
-            frame, pos = data[pos:stop], stop
-            super().data_received(frame)
-            if not self._gate_opens():
-                self._gate = None
-                if pos < end:
-                    super().data_received(data[pos:])
-                return
-        self._gate = data[pos:] if pos < end else b""
+            stop = head + 4 + size
+            if stop > end or (limit is not None and size > limit):
+                break  # incomplete (websockets waits for the rest) or too large (1009)
+            payload = apply_mask(data[head + 4 : stop], data[head : head + 4])
+            try:
+                text = payload.decode()
+            except UnicodeDecodeError:
+                break  # websockets' and uvicorn's own path closes with 1007
+            pos = stop
+            receiver(text)
+        if pos < end:
+            self._gated = False
+            super().data_received(data[pos:] if pos else data)
 
     def send_receive_event_to_app(self) -> None:
         receiver = self._receiver
@@ -422,7 +406,13 @@ class TingWebSocketProtocol(WebSocketsSansIOProtocol):
             try:
                 text = data.decode()
             except UnicodeDecodeError:
-                pass  # uvicorn's own path closes with 1007
+                if self.conn.state is not State.OPEN:
+                    # The peer's close came in the same read: uvicorn's path
+                    # would try to send a 1007 on a closing connection, which
+                    # websockets refuses with an exception; it closes anyway.
+                    self.frames = []
+                    return
+                # Otherwise uvicorn's own path closes with 1007.
             else:
                 self.frames = []
                 receiver(text)
