@@ -466,10 +466,19 @@ class Writer:
         for item, (result, error) in zip(batch, done.outcomes, strict=True):
             if item.future is not None:
                 _settle(item, result, error)
+        # What failed here is logged, and the writer and the answers go on:
+        # the batch is committed, and events not delivered live reach their
+        # readers when they resume from the log.
         if done.events:
-            self._publish(done.events)
+            try:
+                self._publish(done.events)
+            except Exception:
+                log.exception("publishing committed events failed")
         for hook in done.hooks:
-            hook()
+            try:
+                hook()
+            except Exception:
+                log.exception("an after-commit hook failed")
         for item, (result, error) in zip(batch, done.outcomes, strict=True):
             if item.done is not None:
                 _settle(item, result, error)
