@@ -40,6 +40,8 @@ class Harness:
         self.path = path
         self.writer = writer
         self.published: list[list[Event]] = []
+        # Publishes to refuse (raise) before publishing again.
+        self.failing_publishes = 0
         # For each publish: the seqs the database held at that moment.
         self.stored_when_published: list[set[tuple[str, int]]] = []
 
@@ -76,6 +78,9 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     h: Harness
 
     def publish(events: list[Event]) -> None:
+        if h.failing_publishes:
+            h.failing_publishes -= 1
+            raise RuntimeError("the hub failed")
         h.published.append(events)
         h.stored_when_published.append(h.stored_events())
 
@@ -304,3 +309,47 @@ async def test_a_heavy_job_runs_alone_and_the_event_loop_goes_on_meanwhile(
         assert await heavy == "long"
         assert await others == [0, 1, 2]
         assert writer.commits == before + 2  # alone, then the others together
+
+
+async def _hand_all(harness: Harness, *jobs: Callable[[Tx], Any]) -> list[tuple[Any, Any, int]]:
+    """Hand the jobs in together; (result, error, batches published so far) per
+    callback, in the order the callbacks came."""
+    calls: list[tuple[Any, Any, int]] = []
+    answered = asyncio.get_running_loop().create_future()
+
+    def done(result: Any, error: BaseException | None) -> None:
+        calls.append((result, error, len(harness.published)))
+        if len(calls) == len(jobs) and not answered.done():
+            answered.set_result(None)
+
+    for job in jobs:
+        harness.writer.hand(job, done)
+    await asyncio.wait_for(answered, 10)
+    await asyncio.sleep(0.05)  # no callback comes twice
+    return calls
+
+
+async def test_handed_jobs_are_answered_once_in_order_after_their_events_are_published(
+    harness: Harness,
+) -> None:
+    calls = await _hand_all(harness, create("a"), refuse, create("b"))
+    assert [(result, type(error)) for result, error, _ in calls] == [
+        ("a", type(None)),
+        (None, DomainError),
+        ("b", type(None)),
+    ]
+    # Each callback came after its batch's events had gone to the hub.
+    assert all(published == len(harness.published) == 1 for _, _, published in calls)
+    assert {e.meeting_id for e in harness.published[0]} == {"a", "b"}
+
+
+async def test_a_failing_publish_still_answers_the_batch_and_the_writer_goes_on(
+    harness: Harness,
+) -> None:
+    harness.failing_publishes = 1
+    calls = await _hand_all(harness, create("a"), create("b"))
+    assert [(result, error) for result, error, _ in calls] == [("a", None), ("b", None)]
+    # Committed all the same (readers catch up from the log); the next batch commits.
+    assert harness.stored_meetings() == {"a", "b"}
+    assert await harness.writer.run(create("c")) == "c"
+    assert [[e.meeting_id for e in batch] for batch in harness.published] == [["c"]]
