@@ -187,15 +187,16 @@ def _flusher(loop: asyncio.AbstractEventLoop) -> _Flusher:
 # The first byte of a final text frame without extension bits (RFC 6455 §5.2).
 _FINAL_TEXT = 0x81
 _MASKED = 0x80
-# websockets' parser waits for the next frame inside these (see `_at_frame_start`).
+# websockets' parser waits for the next frame inside these (see `at_frame_start`).
 _PARSE_CODE = Protocol.parse.__code__
 _AT_EOF_CODE = StreamReader.at_eof.__code__
 
 
-def _at_frame_start(conn: Any) -> bool:
+def at_frame_start(conn: Any) -> bool:
     """Whether websockets' parser waits for the first byte of a frame, with
     none buffered. False when in doubt (another version of it): then it
-    parses everything, as it would without the gate."""
+    parses everything, as it would without the gate. The load generator's
+    client (bench/wsclient.py) asks the same of its `ClientProtocol`."""
     if conn.reader.buffer:
         return False
     chain: list[Any] = []
@@ -350,7 +351,7 @@ class TingWebSocketProtocol(WebSocketsSansIOProtocol):
             and conn.state is State.OPEN
             and not conn.extensions
             and conn.current_size is None
-            and _at_frame_start(conn)
+            and at_frame_start(conn)
         )
 
     def _cut_frames(self, data: bytes) -> None:
