@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import gc
 import multiprocessing
-import os
 import random
 import threading
 import time
@@ -52,15 +51,6 @@ class Fleet:
     @property
     def pids(self) -> list[int]:
         return [p.pid for p in self._procs if p.pid is not None]
-
-    def set_niceness(self, niceness: int) -> None:
-        """The client processes' scheduling priority (0 normal, higher lower).
-
-        Going back up needs the privilege to do so; without it they stay low.
-        """
-        for pid in self.pids:
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, pid, niceness)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

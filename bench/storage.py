@@ -102,10 +102,6 @@ def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return {"ting": ting, "raw": chosen["raw"]}
 
 
-# The client processes' scheduling priority while they post (see `ingest_ting`).
-CLIENT_NICENESS = 10
-
-
 def _succeeded(result: Any) -> bool:
     return isinstance(result, dict) and "error" not in result
 
@@ -134,14 +130,6 @@ async def ingest_ting(fleet: Fleet, cfg: Config, admin: str, *, moderation: str)
         # Once connected (welcome and snapshot are not replies).
         await fleet.call("configure", group="ingest", replies_only=True)
         log(f"ingest: {cfg.ingest_clients} clients posting for {cfg.ingest_seconds:g} s")
-        # The clients' own speed is not part of these figures (posts/s and
-        # send -> ack are set by the server, and 200 closed-loop clients need
-        # a quarter of a core), but at normal priority the kernel let them
-        # preempt the server's event loop: 15% of its time went waiting for
-        # a core. The server would have its machine to itself; here its
-        # clients take what it leaves, as the raw baseline has the machine
-        # to itself. Not so where clients' speed is measured (fan-out).
-        fleet.set_niceness(CLIENT_NICENESS)
         meter = CpuMeter(server.pid)
         meter.start()
         profile = (
@@ -187,7 +175,6 @@ async def ingest_ting(fleet: Fleet, cfg: Config, admin: str, *, moderation: str)
             }
         )
     finally:
-        fleet.set_niceness(0)
         await fleet.call("close", group="ingest")
         if moderator is not None:
             moderator.close()
