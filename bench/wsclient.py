@@ -40,7 +40,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from server.endpoints.wsprotocol import at_frame_start
+from server.endpoints.wsprotocol import at_frame_start, frame_head
 
 # Largest frame a client takes: a snapshot of a big meeting is one frame.
 MAX_FRAME = 256 * 1024 * 1024
@@ -294,21 +294,15 @@ class Link(asyncio.Protocol):
         now = time.monotonic()
         client = self.client
         while self.open:
-            if end - pos < 10 and not self._header_here(data, pos, end):
+            found = frame_head(data, pos)
+            if found is None:
                 if pos < end and data[pos] == FINAL_TEXT:
                     self.tail = data[pos:]
                     return b""
                 break
             if data[pos] != FINAL_TEXT or data[pos + 1] & MASKED:
                 break
-            size = data[pos + 1]
-            head = pos + 2
-            if size == 126:
-                size = int.from_bytes(data[pos + 2 : pos + 4], "big")
-                head = pos + 4
-            elif size == 127:
-                size = int.from_bytes(data[pos + 2 : pos + 10], "big")
-                head = pos + 10
+            head, size = found
             stop = head + size
             if stop > end:
                 if size > CUT_TAIL_BYTES:
@@ -321,14 +315,6 @@ class Link(asyncio.Protocol):
             return b""
         self.cutting = False
         return data[pos:] if pos else data
-
-    @staticmethod
-    def _header_here(data: bytes, pos: int, end: int) -> bool:
-        """Whether the frame header at `pos` is all before `end`."""
-        if end - pos < 2:
-            return False
-        size = data[pos + 1] & 0x7F
-        return end - pos >= (4 if size == 126 else 10 if size == 127 else 2)
 
     def eof_received(self) -> bool | None:
         self.ws.receive_eof()

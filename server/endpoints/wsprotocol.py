@@ -192,6 +192,23 @@ _PARSE_CODE = Protocol.parse.__code__
 _AT_EOF_CODE = StreamReader.at_eof.__code__
 
 
+def frame_head(data: bytes, pos: int) -> tuple[int, int] | None:
+    """The frame at `pos`: where what follows its length starts (the mask key
+    of a client's frame, the payload of a server's) and its payload's length;
+    None while its header is not all in `data` (RFC 6455 §5.2). The load
+    generator's client (bench/wsclient.py) cuts the server's frames with it."""
+    end = len(data)
+    if end - pos < 2:
+        return None
+    size = data[pos + 1] & 0x7F
+    if size < 126:
+        return pos + 2, size
+    head = pos + (4 if size == 126 else 10)
+    if head > end:
+        return None
+    return head, int.from_bytes(data[pos + 2 : head], "big")
+
+
 def at_frame_start(conn: Any) -> bool:
     """Whether websockets' parser waits for the first byte of a frame, with
     none buffered. False when in doubt (another version of it): then it
@@ -363,25 +380,17 @@ class TingWebSocketProtocol(WebSocketsSansIOProtocol):
         limit = conn.max_message_size
         end = len(data)
         pos = 0
-        while end - pos >= 2:
+        while (found := frame_head(data, pos)) is not None:
             receiver = self._receiver
-            first, second = data[pos], data[pos + 1]
             if (
-                first != _FINAL_TEXT
-                or not second & _MASKED
+                data[pos] != _FINAL_TEXT
+                or not data[pos + 1] & _MASKED
                 or receiver is None
                 or self.close_sent
                 or conn.state is not State.OPEN
             ):
                 break
-            size = second & 0x7F
-            head = pos + 2
-            if size == 126:
-                size = int.from_bytes(data[pos + 2 : pos + 4], "big")
-                head = pos + 4
-            elif size == 127:
-                size = int.from_bytes(data[pos + 2 : pos + 10], "big")
-                head = pos + 10
+            head, size = found
             stop = head + 4 + size
             if stop > end or (limit is not None and size > limit):
                 break  # incomplete (websockets waits for the rest) or too large (1009)
